@@ -1,0 +1,1 @@
+"""The HTTP API (ASGI): seed-compatible routes and envelopes under ``/api``."""

@@ -1,0 +1,47 @@
+"""The ASGI app factory. The engine (store, providers, maybe a worker) lives in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..config import Settings
+from ..engine import Engine
+from . import errors, ingest, notifications, system
+from .json import JSONBody
+
+
+def create_app(settings: Settings | None = None, *, deliver: bool = True) -> FastAPI:
+    """Herald's HTTP app; ``deliver`` runs the delivery worker in the same process."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings, deliver=deliver)
+        await engine.start()
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(
+        title="Herald",
+        version=__version__,
+        description="Self-hosted notification delivery: durable, retried, observable.",
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+    )
+    errors.install(app)
+    app.include_router(notifications.router)
+    app.include_router(system.router)
+    max_bytes, instance = settings.max_body_bytes, settings.instance
+    app.add_middleware(errors.BodyLimitAndIdentity, max_bytes=max_bytes, instance=instance)
+    # Added last, so it is outermost: the ingest hot path skips every layer below.
+    app.add_middleware(
+        ingest.IngestFastPath, state_holder=app, max_bytes=max_bytes, instance=instance
+    )
+    return app

@@ -1,0 +1,146 @@
+"""Every failure leaves as a JSON envelope naming the problem; none as a bare 500.
+
+Validation errors name the field (``recipient``, ``query.limit``); a body that
+is not JSON is a 400; a store that cannot commit is a 503 with Retry-After,
+so a client retries instead of believing an unsaved notification was taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import StoreUnavailable
+from .json import JSONBody
+
+log = structlog.get_logger("herald.api")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def error_response(status: int, message: str, errors: list[dict[str, str]] | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONBody:  # fmt: skip
+    body = {"success": False, "message": message, "errors": errors or []}
+    return JSONBody(body, status_code=status, headers=headers)
+
+
+UNAVAILABLE = {
+    "success": False,
+    "message": "The store is unavailable; retry shortly.",
+    "errors": [],
+}
+
+
+def too_large_body(max_bytes: int) -> dict[str, Any]:
+    return {"success": False, "message": f"Request body exceeds {max_bytes} bytes.", "errors": []}
+
+
+def validation_body(errors: Sequence[Any]) -> tuple[int, dict[str, Any]]:
+    """Status and envelope for pydantic errors: 400 for broken JSON, else 422 per field."""
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            detail = e.get("ctx", {}).get("error", "invalid JSON")
+            field = [{"field": "body", "message": "must be a JSON object"}]
+            return 400, {"success": False, "message": f"Request body is not valid JSON: {detail}",
+                         "errors": field}  # fmt: skip
+    fields = [{"field": _field(e["loc"]), "message": _clean(e["msg"])} for e in errors]
+    return 422, {"success": False, "message": "Validation failed", "errors": fields}
+
+
+async def _validation(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, RequestValidationError)
+    status, body = validation_body(exc.errors())
+    return JSONBody(body, status_code=status)
+
+
+async def _http(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONBody:
+    log.warning("store_unavailable", path=request.url.path, error=str(exc))
+    return JSONBody(UNAVAILABLE, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONBody:
+    log.exception("request_failed", path=request.url.path)
+    return error_response(500, "Internal error; it has been logged.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(StoreUnavailable, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class BodyLimitAndIdentity:
+    """Refuse bodies over ``max_bytes`` with 413 and stamp ``X-Herald-Instance`` on replies.
+
+    Pure ASGI (no per-request objects) because it sits on the ingest hot path.
+    The limit holds for chunked bodies too, whatever Content-Length claims.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, instance: str) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.identity = (b"x-herald-instance", instance.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await self._too_large(send)
+                return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def stamped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), self.identity]
+            await send(message)
+
+        try:
+            await self.app(scope, limited, stamped)
+        except _TooLarge:
+            if not started:
+                await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONBody(too_large_body(self.max_bytes), status_code=413)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [*response.raw_headers, self.identity]})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,116 @@
+"""Accepting one notification: validate, store durably, answer 201.
+
+``accept`` is the one implementation; two doors lead to it. The framework's
+route documents it in OpenAPI and serves it when the fast path is off, and
+``IngestFastPath`` serves ``POST /api/notifications`` as a bare ASGI
+endpoint, skipping the framework's per-request machinery (dependency
+resolution, exception middleware, request objects), which measured at about
+half the CPU time of a request. Both produce byte-identical answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import StoreUnavailable
+from ..models import DEFAULT_TENANT, NewNotification, Priority, Status
+from . import present
+from .errors import UNAVAILABLE, log, validation_body
+from .errors import too_large_body as _too_large
+from .schemas import NotificationIn
+
+PATH = "/api/notifications"
+
+
+def to_new(body: NotificationIn, idempotency_key: str | None = None) -> NewNotification:
+    return NewNotification(
+        channel=body.type,
+        recipient=body.recipient,
+        body=body.message,
+        subject=body.subject,
+        html=body.html,
+        priority=Priority[body.priority],
+        metadata=body.metadata,
+        scheduled_at=body.scheduledAt.timestamp() if body.scheduledAt else None,
+        idempotency_key=idempotency_key,
+        tenant_id=DEFAULT_TENANT,
+    )
+
+
+async def accept(engine: Any, body: NotificationIn, idempotency_key: str | None) -> dict[str, Any]:
+    """Store ``body``; the answer's envelope once the commit holding it is done."""
+    [stored] = await engine.store.create([to_new(body, idempotency_key)])
+    message = (
+        "Notification scheduled successfully"
+        if stored.status is Status.SCHEDULED
+        else "Notification created and queued successfully"
+    )
+    data = present.notification(stored, engine.max_attempts)
+    return {"success": True, "data": data, "message": message}
+
+
+class IngestFastPath:
+    """Serve ``POST /api/notifications`` directly; pass everything else on."""
+
+    def __init__(self, app: ASGIApp, state_holder: Any, max_bytes: int, instance: str) -> None:
+        self.app = app
+        self.state_holder = state_holder
+        self.max_bytes = max_bytes
+        self.identity = (b"x-herald-instance", instance.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"idempotency-key":
+                key = value.decode("latin-1")
+            elif name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                key = ""  # the framework's stack answers 413
+        if key is not None and not 0 < len(key) <= 255:
+            # Unusual input: the framework's stack answers with its own message.
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                status, body, headers = 413, orjson.dumps(_too_large(self.max_bytes)), []
+                break
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        else:
+            status, body, headers = await self._handle(b"".join(chunks), key)
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            self.identity,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, raw: bytes, key: str | None) -> tuple[int, bytes, list[Any]]:
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            payload = NotificationIn.model_validate_json(raw)
+        except ValidationError as exc:
+            status, envelope = validation_body(exc.errors())
+            return status, orjson.dumps(envelope), headers
+        try:
+            envelope = await accept(self.state_holder.state.engine, payload, key)
+        except StoreUnavailable as exc:
+            log.warning("store_unavailable", path=PATH, error=str(exc))
+            headers.append((b"retry-after", b"1"))
+            return 503, orjson.dumps(UNAVAILABLE), headers
+        return 201, orjson.dumps(envelope), headers

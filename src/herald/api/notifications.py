@@ -1,0 +1,114 @@
+"""``/api/notifications``: create, read, list and system statistics (seed 004)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.exceptions import HTTPException
+
+from ..models import DEFAULT_TENANT, Channel, Priority, Status
+from ..store.base import ListFilter
+from . import present
+from .ingest import accept
+from .json import JSONBody
+from .schemas import (
+    Envelope,
+    ErrorBody,
+    NotificationDetail,
+    NotificationIn,
+    NotificationList,
+    NotificationOut,
+    PriorityName,
+    StatusName,
+    SystemStats,
+)
+
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "A field is missing or invalid; `errors` names it."},
+    503: {"model": ErrorBody, "description": "The store is unavailable; retry after a moment."},
+}
+
+
+def _engine(request: Request) -> Any:
+    return request.app.state.engine
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Envelope[NotificationOut],
+    responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, **ERRORS},
+    summary="Create a notification; answered after it is durably stored",
+)
+async def create_notification(
+    body: NotificationIn,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONBody:
+    envelope = await accept(_engine(request), body, idempotency_key)
+    return JSONBody(envelope, status_code=201)
+
+
+@router.get(
+    "/stats/system",
+    response_model=Envelope[SystemStats],
+    responses={503: ERRORS[503]},
+    summary="Counts by status, type and priority; queue depth; success rate",
+)
+async def system_stats(request: Request) -> JSONBody:
+    stats = await _engine(request).store.stats(DEFAULT_TENANT)
+    return JSONBody({"success": True, "data": present.stats(stats)})
+
+
+@router.get(
+    "/{notification_id}",
+    response_model=Envelope[NotificationDetail],
+    responses={404: {"model": ErrorBody}, 503: ERRORS[503]},
+    summary="A notification with its audit log",
+)
+async def get_notification(notification_id: str, request: Request) -> JSONBody:
+    engine = _engine(request)
+    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    if found is None:
+        raise HTTPException(404, f"Notification {notification_id!r} not found")
+    logs = await engine.store.audit(DEFAULT_TENANT, notification_id)
+    data = {
+        "notification": present.notification(found, engine.max_attempts),
+        "logs": [present.log_entry(e) for e in logs],
+    }
+    return JSONBody({"success": True, "data": data})
+
+
+@router.get(
+    "",
+    response_model=Envelope[NotificationList],
+    responses=ERRORS,
+    summary="List notifications, newest first, with filters and pagination",
+)
+async def list_notifications(
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: StatusName | None = None,
+    type: Channel | None = None,
+    priority: PriorityName | None = None,
+) -> JSONBody:
+    engine = _engine(request)
+    where = ListFilter(
+        status=Status(status) if status else None,
+        channel=type,
+        priority=Priority[priority] if priority else None,
+    )
+    found = await engine.store.find(DEFAULT_TENANT, where, page, limit)
+    data = {
+        "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
+        "pagination": {
+            "currentPage": page,
+            "totalPages": (found.total + limit - 1) // limit,
+            "totalItems": found.total,
+            "itemsPerPage": limit,
+        },
+    }
+    return JSONBody({"success": True, "data": data})

@@ -1,0 +1,78 @@
+"""Domain values to JSON-ready dicts, in the seeds' field names (see schemas.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..models import AuditEntry, MailboxMessage, Notification, Stats
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
+    return {
+        "_id": n.id,
+        "id": n.id,
+        "type": n.channel.value,
+        "recipient": n.recipient,
+        "subject": n.subject,
+        "message": n.body,
+        "html": n.html,
+        "status": n.status.value,
+        "priority": n.priority.name,
+        "queue": n.queue,
+        "attempts": n.attempts,
+        "retryCount": max(0, n.attempts - 1),
+        "maxRetries": max_attempts - 1,
+        "metadata": n.metadata,
+        "scheduledAt": iso(n.scheduled_at),
+        "sentAt": iso(n.sent_at),
+        "failedAt": iso(n.failed_at),
+        "error": n.last_error,
+        "provider": n.provider,
+        "providerMessageId": n.provider_message_id,
+        "processingTimeMs": None if n.processing_ms is None else round(n.processing_ms, 3),
+        "createdAt": iso(n.created_at),
+        "updatedAt": iso(n.updated_at),
+    }
+
+
+def log_entry(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "_id": entry.id,
+        "notificationId": entry.notification_id,
+        "status": entry.status.value,
+        "message": entry.message,
+        "timestamp": iso(entry.at),
+        "metadata": entry.metadata,
+    }
+
+
+def stats(s: Stats) -> dict[str, Any]:
+    return {
+        "total": s.total,
+        "byStatus": s.by_status,
+        "byType": s.by_channel,
+        "byPriority": s.by_priority,
+        "queueDepth": s.queue_depth,
+        "averageProcessingTime": s.average_processing_ms,
+        "successRate": s.success_rate,
+    }
+
+
+def mailbox_item(m: MailboxMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "notificationId": m.notification_id,
+        "type": m.channel.value,
+        "recipient": m.recipient,
+        "subject": m.subject,
+        "message": m.body,
+        "html": m.html,
+        "receivedAt": iso(m.at),
+    }

@@ -1,0 +1,195 @@
+"""HTTP bodies: what clients send and what they get back (seed 004 shapes).
+
+Field names are the seeds' camelCase. Responses are built as plain dicts on
+the hot path (``present.py``); these models describe them for OpenAPI, and a
+test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ..models import Channel
+from . import validation
+
+PriorityName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+StatusName = Literal[
+    "PENDING", "QUEUED", "SCHEDULED", "PROCESSING", "RETRYING", "SENT", "FAILED", "CANCELLED"
+]
+T = TypeVar("T")
+
+
+class NotificationIn(BaseModel):
+    """A notification to deliver (``POST /api/notifications``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "EMAIL",
+                    "recipient": "user@example.com",
+                    "subject": "Welcome to WaveCom",
+                    "message": "Thank you for signing up!",
+                    "priority": "HIGH",
+                    "metadata": {"userId": "12345", "campaign": "onboarding"},
+                }
+            ]
+        },
+    )
+
+    type: Channel = Field(description="The channel to deliver through.")
+    recipient: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Email address, E.164 phone number, device token, webhook URL or chat URL, "
+        "matching `type`.",
+    )
+    subject: str | None = Field(
+        None, max_length=998, validate_default=True, description="Required for EMAIL."
+    )
+    message: str = Field(min_length=1, max_length=5000, description="The text body.")
+    html: str | None = Field(
+        None, max_length=200_000, description="Optional HTML alternative (EMAIL only)."
+    )
+    priority: PriorityName = "MEDIUM"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    scheduledAt: datetime | None = Field(
+        None, description="Deliver at this time (ISO 8601); a past time means now."
+    )
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient(cls, value: str, info: ValidationInfo) -> str:
+        channel = info.data.get("type")
+        if any(ch in value for ch in "\r\n\0"):
+            raise ValueError("must not contain line breaks or NUL")
+        return validation.RECIPIENT[channel](value.strip()) if channel else value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and any(ch in value for ch in "\r\n\0"):
+            raise ValueError("must not contain line breaks (CR/LF) or NUL")
+        if info.data.get("type") is Channel.EMAIL and not (value and value.strip()):
+            raise ValueError("is required for EMAIL")
+        return value
+
+    @field_validator("html")
+    @classmethod
+    def _html(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("type") not in (Channel.EMAIL, None):
+            raise ValueError("is only for EMAIL")
+        return value
+
+    @field_validator("scheduledAt")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class NotificationOut(BaseModel):
+    id_: str = Field(alias="_id")
+    id: str
+    type: Channel
+    recipient: str
+    subject: str | None
+    message: str
+    html: str | None
+    status: StatusName
+    priority: PriorityName
+    queue: str
+    attempts: int
+    retryCount: int
+    maxRetries: int
+    metadata: dict[str, Any]
+    scheduledAt: str | None
+    sentAt: str | None
+    failedAt: str | None
+    error: str | None
+    provider: str | None
+    providerMessageId: str | None
+    processingTimeMs: float | None
+    createdAt: str
+    updatedAt: str
+
+
+class LogOut(BaseModel):
+    id_: int = Field(alias="_id")
+    notificationId: str
+    status: StatusName
+    message: str
+    timestamp: str
+    metadata: dict[str, Any]
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: Literal[True] = True
+    data: T
+    message: str | None = None
+
+
+class NotificationDetail(BaseModel):
+    notification: NotificationOut
+    logs: list[LogOut]
+
+
+class Pagination(BaseModel):
+    currentPage: int
+    totalPages: int
+    totalItems: int
+    itemsPerPage: int
+
+
+class NotificationList(BaseModel):
+    notifications: list[NotificationOut]
+    pagination: Pagination
+
+
+class SystemStats(BaseModel):
+    total: int
+    byStatus: dict[str, int]
+    byType: dict[str, int]
+    byPriority: dict[str, int]
+    queueDepth: dict[str, int]
+    averageProcessingTime: float
+    successRate: float
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    timestamp: str
+    services: dict[str, str]
+    uptime: float
+    instance: str
+
+
+class MailboxItem(BaseModel):
+    id: str
+    notificationId: str
+    type: Channel
+    recipient: str
+    subject: str | None
+    message: str
+    html: str | None
+    receivedAt: str
+
+
+class Mailbox(BaseModel):
+    messages: list[MailboxItem]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    success: Literal[False] = False
+    message: str
+    errors: list[FieldError] = Field(default_factory=list)

@@ -1,0 +1,59 @@
+"""Health and the capture mailbox."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from ..errors import StoreUnavailable
+from ..models import DEFAULT_TENANT, Channel
+from . import present
+from .json import JSONBody
+from .schemas import Envelope, ErrorBody, Health, Mailbox
+
+router = APIRouter(prefix="/api", tags=["system"])
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The store cannot be reached."}},
+    summary="Liveness and store reachability (503 when the store is down)",
+)
+async def health(request: Request) -> JSONBody:
+    engine: Any = request.app.state.engine
+    services = {"database": "connected"}
+    try:
+        await engine.store.ping()
+    except StoreUnavailable:
+        services["database"] = "disconnected"
+    if engine.deliver:
+        services["worker"] = "running" if engine.worker_running else "stopped"
+    healthy = services["database"] == "connected" and services.get("worker") != "stopped"
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "timestamp": present.iso(time.time()),
+        "services": services,
+        "uptime": round(time.time() - engine.started_at, 3),
+        "instance": engine.settings.instance,
+    }
+    return JSONBody(body, status_code=200 if healthy else 503)
+
+
+@router.get(
+    "/mailbox",
+    response_model=Envelope[Mailbox],
+    responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    summary="Messages the capture provider kept instead of sending, newest first",
+)
+async def mailbox(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    type: Channel | None = None,
+) -> JSONBody:
+    messages = await request.app.state.engine.store.mailbox(DEFAULT_TENANT, limit, type)
+    return JSONBody(
+        {"success": True, "data": {"messages": [present.mailbox_item(m) for m in messages]}}
+    )

@@ -1,0 +1,66 @@
+"""Recipient checks per channel. Each returns the normalised recipient or raises ValueError."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from ..models import Channel
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-:.+/=]{8,4096}$")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]{1,31}://\S+$", re.IGNORECASE)
+
+
+def email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"must be a valid email address ({exc})") from None
+
+
+def phone(value: str) -> str:
+    hint = "must be a phone number in E.164 form, such as +14155550123"
+    if not value.startswith("+"):
+        raise ValueError(hint)
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(hint) from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"{hint}; {value!r} is not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def device_token(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(
+            "must be a device token: 8 to 4096 characters of letters, digits and _-:.+/="
+        )
+    return value
+
+
+def http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if any(ch.isspace() for ch in value):
+        raise ValueError("must not contain white space")
+    return value
+
+
+def chat_url(value: str) -> str:
+    if not _SCHEME.match(value):
+        raise ValueError("must be a chat service URL such as slack://TOKEN_A/TOKEN_B/TOKEN_C")
+    return value
+
+
+RECIPIENT = {
+    Channel.EMAIL: email,
+    Channel.SMS: phone,
+    Channel.PUSH: device_token,
+    Channel.WEBHOOK: http_url,
+    Channel.CHAT: chat_url,
+}

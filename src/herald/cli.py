@@ -1,0 +1,164 @@
+"""The ``herald`` command: run the service, migrate, and send from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from .config import Settings
+from .engine import Engine
+from .logs import configure
+from .models import Channel, Priority
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # pydantic's message names the variable
+        raise click.ClickException(f"bad configuration:\n{exc}") from None
+
+
+def _serve(settings: Settings, deliver: bool) -> None:
+    import uvicorn
+
+    from .api.app import create_app
+
+    uvicorn.run(
+        create_app(settings, deliver=deliver),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+    )
+
+
+@click.group()
+def main() -> None:
+    """Herald: self-hosted notification delivery."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (HERALD_HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (HERALD_PORT).")
+def up(host: str | None, port: int | None) -> None:
+    """Migrate, then run the API and the delivery worker in one process."""
+    settings = _settings(host=host, port=port)
+    configure(settings.log_level)
+    _serve(settings, deliver=True)
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (HERALD_HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (HERALD_PORT).")
+def api(host: str | None, port: int | None) -> None:
+    """Run the HTTP API only; it stores notifications and delivers nothing."""
+    settings = _settings(host=host, port=port)
+    configure(settings.log_level)
+    _serve(settings, deliver=False)
+
+
+@main.command()
+def worker() -> None:
+    """Run the delivery worker only. SIGTERM/SIGINT stop it gracefully."""
+    settings = _settings()
+    configure(settings.log_level)
+    _run_async(_worker(settings))
+
+
+async def _worker(settings: Settings) -> None:
+    engine = Engine(settings, deliver=True)
+    await engine.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.stop_delivery)
+    try:
+        await engine.wait()
+    finally:
+        await engine.stop()
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    configure(settings.log_level)
+
+    async def run() -> None:
+        # open() applies the migrations; it is all this command needs.
+        engine = Engine(settings, deliver=False)
+        await engine.store.open()
+        await engine.store.close()
+
+    _run_async(run())
+    click.echo("schema is up to date")
+
+
+@main.command()
+@click.option("--type", "channel", type=click.Choice([c.value for c in Channel]), default="EMAIL")
+@click.option("--to", "recipient", required=True, help="Address, number, token or URL.")
+@click.option("--subject", default=None)
+@click.option("--message", required=True)
+@click.option("--priority", type=click.Choice([p.name for p in Priority]), default="MEDIUM")
+@click.option("--metadata", default=None, help="A JSON object.")
+def send(
+    channel: str,
+    recipient: str,
+    subject: str | None,
+    message: str,
+    priority: str,
+    metadata: str | None,
+) -> None:
+    """Queue one notification directly in the store and print it as JSON."""
+    from pydantic import ValidationError
+
+    from .api.schemas import NotificationIn
+
+    settings = _settings()
+    configure(settings.log_level)
+    try:
+        body = NotificationIn(
+            type=Channel(channel),
+            recipient=recipient,
+            subject=subject,
+            message=message,
+            priority=priority,
+            metadata=orjson.loads(metadata) if metadata else {},
+        )
+    except (ValidationError, orjson.JSONDecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def run() -> None:
+        from .api import present
+        from .api.ingest import to_new
+
+        engine = Engine(settings, deliver=False)
+        await engine.store.open()
+        try:
+            [stored] = await engine.store.create([to_new(body)])
+        finally:
+            await engine.store.close()
+        data = present.notification(stored, engine.max_attempts)
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+    _run_async(run())
+
+
+def _run_async(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

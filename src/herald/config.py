@@ -1,0 +1,170 @@
+"""One Settings object, read from the environment (prefix ``HERALD_``) and ``.env``.
+
+The replaced systems' own variable names are accepted as aliases, so their
+``.env`` files keep working. Note the units: the seeds' ``RETRY_1_DELAY`` and
+``RETRY_2_DELAY`` are milliseconds, and so are Herald's ``*_MS`` names.
+Bad values fail at start, loudly, naming the variable.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .models import Channel
+from .retry import Ladder
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+def _env(name: str, *aliases: str) -> AliasChoices:
+    return AliasChoices(f"HERALD_{name}", *aliases)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field("sqlite:///./var/herald.db", validation_alias=_env("DATABASE_URL"))
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
+    port: int = Field(8000, ge=1, le=65535, validation_alias=_env("PORT"))
+    instance: str = Field("", validation_alias=_env("INSTANCE"))
+    log_level: str = Field("info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+
+    smtp_host: str | None = Field(
+        None, validation_alias=_env("SMTP_HOST", "EMAIL_HOST", "SMTP_HOST")
+    )
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("SMTP_PORT", "EMAIL_PORT", "SMTP_PORT")
+    )
+    smtp_user: str | None = Field(
+        None, validation_alias=_env("SMTP_USER", "EMAIL_USER", "SMTP_USER")
+    )
+    smtp_password: str | None = Field(
+        None, validation_alias=_env("SMTP_PASSWORD", "EMAIL_PASSWORD", "SMTP_PASS")
+    )
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls", validation_alias=_env("SMTP_TLS")
+    )
+    smtp_from: str = Field(
+        "Herald <noreply@localhost>", validation_alias=_env("SMTP_FROM", "EMAIL_FROM")
+    )
+    smtp_timeout: float = Field(30.0, gt=0, validation_alias=_env("SMTP_TIMEOUT"))
+    smtp_pool_size: int = Field(8, ge=1, le=256, validation_alias=_env("SMTP_POOL_SIZE"))
+    smtp_verify_tls: bool = Field(True, validation_alias=_env("SMTP_VERIFY_TLS"))
+    smtp_ca_file: str | None = Field(None, validation_alias=_env("SMTP_CA_FILE"))
+
+    email_providers: CsvList = Field(default_factory=list, validation_alias=_env("EMAIL_PROVIDERS"))
+    sms_providers: CsvList = Field(default_factory=list, validation_alias=_env("SMS_PROVIDERS"))
+    push_providers: CsvList = Field(default_factory=list, validation_alias=_env("PUSH_PROVIDERS"))
+    webhook_providers: CsvList = Field(
+        default_factory=list, validation_alias=_env("WEBHOOK_PROVIDERS")
+    )
+    chat_providers: CsvList = Field(default_factory=list, validation_alias=_env("CHAT_PROVIDERS"))
+
+    fault_failure_rate: float = Field(0.0, ge=0, le=1, validation_alias=_env("FAULT_FAILURE_RATE"))
+    fault_latency_ms: float = Field(0.0, ge=0, validation_alias=_env("FAULT_LATENCY_MS"))
+    fault_error: Literal["transient", "permanent"] = Field(
+        "transient", validation_alias=_env("FAULT_ERROR")
+    )
+
+    retry_backoff: CsvList = Field(
+        default_factory=lambda: ["0", "1", "2", "4"], validation_alias=_env("RETRY_BACKOFF")
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, le=20, validation_alias=_env("MAX_ATTEMPTS", "NOTIFICATION_MAX_ATTEMPTS")
+    )
+    retry_1_delay_ms: int = Field(
+        300_000, ge=0, validation_alias=_env("RETRY_1_DELAY_MS", "RETRY_1_DELAY")
+    )
+    retry_2_delay_ms: int = Field(
+        1_800_000, ge=0, validation_alias=_env("RETRY_2_DELAY_MS", "RETRY_2_DELAY")
+    )
+    retry_jitter: float = Field(0.1, ge=0, le=1, validation_alias=_env("RETRY_JITTER"))
+
+    worker_concurrency: int = Field(
+        256, ge=1, le=10_000, validation_alias=_env("WORKER_CONCURRENCY", "MAIL_QUEUE_CONCURRENCY")
+    )
+    reserved_slots: int | None = Field(None, ge=0, validation_alias=_env("RESERVED_SLOTS"))
+    claim_batch: int = Field(500, ge=1, le=5000, validation_alias=_env("CLAIM_BATCH"))
+    lease_seconds: float = Field(60.0, gt=0, validation_alias=_env("LEASE_SECONDS"))
+    sweep_interval: float = Field(5.0, gt=0, validation_alias=_env("SWEEP_INTERVAL"))
+    poll_interval: float = Field(0.05, gt=0, validation_alias=_env("POLL_INTERVAL"))
+    shutdown_grace: float = Field(10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE"))
+    cleanup_days: int = Field(
+        30, ge=1, validation_alias=_env("CLEANUP_DAYS", "NOTIFICATION_CLEANUP_DAYS")
+    )
+    sqlite_busy_timeout_ms: int = Field(5000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS"))
+
+    @field_validator(
+        "email_providers",
+        "sms_providers",
+        "push_providers",
+        "webhook_providers",
+        "chat_providers",
+        "retry_backoff",
+        mode="before",
+    )
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_backoff")
+    @classmethod
+    def _numbers(cls, value: list[str]) -> list[str]:
+        for part in value:
+            try:
+                if float(part) < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{part!r} is not a non-negative number of seconds") from None
+        if not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.instance:
+            self.instance = f"{socket.gethostname()}:{self.port}"
+        if self.reserved_slots is None:
+            self.reserved_slots = max(1, self.worker_concurrency // 4)
+        if self.reserved_slots >= self.worker_concurrency and self.worker_concurrency > 1:
+            raise ValueError("HERALD_RESERVED_SLOTS must be below HERALD_WORKER_CONCURRENCY")
+        if self.smtp_port is None:
+            self.smtp_port = {"tls": 465, "none": 25}.get(self.smtp_tls, 587)
+        return self
+
+    def ladder(self) -> Ladder:
+        if self.max_attempts is not None:
+            backoff = (0.0, *(float(2**i) for i in range(self.max_attempts - 1)))
+        else:
+            backoff = tuple(float(v) for v in self.retry_backoff)
+        return Ladder(
+            backoff=backoff,
+            stages=(self.retry_1_delay_ms / 1000, self.retry_2_delay_ms / 1000),
+            jitter=self.retry_jitter,
+        )
+
+    def providers_for(self, channel: Channel) -> list[str]:
+        """The channel's provider chain, in failover order."""
+        chosen: list[str] = getattr(self, f"{channel.value.lower()}_providers")
+        if chosen:
+            return chosen
+        if channel is Channel.EMAIL and self.smtp_host:
+            return ["smtp"]
+        return ["capture"]
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The file of a ``sqlite:///`` URL (``sqlite:///:memory:`` is refused)."""
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        return self.database_url[len(prefix) :]

@@ -1,0 +1,1 @@
+"""Delivery: the worker that claims notifications and hands them to providers."""

@@ -1,0 +1,230 @@
+"""The delivery worker: claim a batch under a lease, send, record outcomes in batches.
+
+One asyncio task claims, one writes completions, one sweeps expired leases;
+each claimed notification is sent in a task of its own, with at most
+``worker_concurrency`` in flight. When free slots fall to the reserved count,
+only HIGH and CRITICAL are claimed, so they never wait behind a LOW backlog.
+
+Shutdown (``stop()``, wired to SIGTERM/SIGINT by the CLI): claiming stops,
+in-flight sends get ``shutdown_grace`` seconds to finish, their outcomes are
+written, and anything still unsent is released back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import structlog
+
+from ..config import Settings
+from ..errors import DeliveryError, PermanentError, StoreUnavailable, TransientError
+from ..models import Claim, Dead, Outcome, Priority, Retry, Sent
+from ..providers.base import Message, Provider, Receipt
+from ..retry import Ladder
+from ..store.base import Store
+
+log = structlog.get_logger("herald.worker")
+
+
+class Chain:
+    """A channel's providers in failover order: a transient error tries the next."""
+
+    def __init__(self, providers: Sequence[Provider]) -> None:
+        if not providers:
+            raise ValueError("a chain needs at least one provider")
+        self.providers = list(providers)
+
+    async def send(self, message: Message) -> Receipt:
+        last: DeliveryError | None = None
+        for provider in self.providers:
+            try:
+                return await provider.send(message)
+            except TransientError as exc:
+                exc.provider = exc.provider or provider.name
+                last = exc
+            except PermanentError as exc:
+                exc.provider = exc.provider or provider.name
+                raise
+        assert last is not None
+        raise last
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        chains: dict[str, Chain],
+        settings: Settings,
+        ladder: Ladder | None = None,
+    ) -> None:
+        self.store = store
+        self.chains = chains
+        self.settings = settings
+        self.ladder = ladder or settings.ladder()
+        self.concurrency = settings.worker_concurrency
+        self.reserved = settings.reserved_slots or 0
+        self._inflight: dict[str, Claim] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._have_outcomes = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._rng = random.Random()
+        self.delivered = 0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to wind down; ``run`` returns when it has."""
+        if not self._stopping.is_set():
+            log.info("worker_stopping", inflight=len(self._inflight))
+        self._stopping.set()
+
+    async def run(self) -> None:
+        log.info("worker_started", concurrency=self.concurrency, reserved=self.reserved)
+        flusher = asyncio.create_task(self._flush_loop(), name="herald-flush")
+        sweeper = asyncio.create_task(self._sweep_loop(), name="herald-sweep")
+        try:
+            await self._claim_loop()
+        finally:
+            await self._drain()
+            sweeper.cancel()
+            self._stopping.set()
+            self._have_outcomes.set()
+            await asyncio.gather(flusher, sweeper, return_exceptions=True)
+            await self._flush()
+            log.info("worker_stopped", delivered=self.delivered)
+
+    async def _drain(self) -> None:
+        """Let in-flight sends finish within the grace period, then release the rest."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush()
+        leftover = list(self._inflight.values())
+        if leftover:
+            with contextlib.suppress(StoreUnavailable):
+                released = await self.store.release(leftover)
+                log.info("claims_released", count=released)
+
+    # -- claiming -----------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        backoff = self.settings.poll_interval
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._wait(self._slot_free.wait(), None)
+                continue
+            min_priority = Priority.LOW if free > self.reserved else Priority.HIGH
+            try:
+                claims = await self.store.claim(
+                    min(free, self.settings.claim_batch), self.settings.lease_seconds, min_priority
+                )
+            except StoreUnavailable as exc:
+                log.warning("claim_failed", error=str(exc), retry_in=round(backoff, 2))
+                await self._wait(asyncio.sleep(backoff), None)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = self.settings.poll_interval
+            if not claims:
+                await self._wait(self.store.wait_for_work(self.settings.poll_interval), None)
+                continue
+            for claim in claims:
+                self._inflight[claim.id] = claim
+                task = asyncio.create_task(self._deliver(claim))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if len(claims) < min(free, self.settings.claim_batch):
+                # The queue ran dry: give the event loop to the sends before polling again.
+                await asyncio.sleep(0)
+
+    async def _wait(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
+        """Wait for ``awaitable`` or for stop(), whichever comes first."""
+        waiter = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for fut in (waiter, stopper):
+            if not fut.done():
+                fut.cancel()
+
+    # -- sending ------------------------------------------------------------
+
+    async def _deliver(self, claim: Claim) -> None:
+        started = time.perf_counter()
+        message = Message(
+            id=claim.id, tenant_id=claim.tenant_id, channel=claim.channel,
+            recipient=claim.recipient, body=claim.body, subject=claim.subject,
+            html=claim.html, metadata=claim.metadata, attempt=claim.attempts,
+        )  # fmt: skip
+        outcome: Outcome
+        try:
+            receipt = await self.chains[claim.channel.value].send(message)
+        except asyncio.CancelledError:
+            return  # shutdown past the grace period: the claim is released
+        except PermanentError as exc:
+            outcome = Dead(claim, exc.provider, str(exc) or type(exc).__name__, True, time.time())
+        except TransientError as exc:
+            outcome = self._retry_or_bury(claim, exc.provider, str(exc), exc.retry_after)
+        except Exception as exc:  # a provider bug must not lose the notification
+            log.exception("provider_crashed", notification_id=claim.id)
+            outcome = self._retry_or_bury(claim, None, f"{type(exc).__name__}: {exc}", None)
+        else:
+            elapsed = (time.perf_counter() - started) * 1000
+            outcome = Sent(claim, receipt.provider, receipt.message_id, elapsed, time.time())
+        self._inflight.pop(claim.id, None)
+        self._outcomes.append(outcome)
+        self._have_outcomes.set()
+        self._slot_free.set()
+
+    def _retry_or_bury(
+        self, claim: Claim, provider: str | None, error: str, retry_after: float | None
+    ) -> Outcome:
+        now = time.time()
+        step = self.ladder.next_step(
+            claim.attempts, claim.channel.queue, retry_after=retry_after, rng=self._rng
+        )
+        if step is None:
+            return Dead(claim, provider, error, False, now)
+        return Retry(claim, provider, error, now + step.delay, step.stage, step.queue, now)
+
+    # -- recording ----------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while not (self._stopping.is_set() and not self._outcomes and not self._tasks):
+            await self._have_outcomes.wait()
+            self._have_outcomes.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        backoff = 0.05
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self.store.complete(batch)
+            except StoreUnavailable as exc:
+                # Keep them: the lease protects the rows until the store is back.
+                self._outcomes[:0] = batch
+                log.warning("complete_failed", error=str(exc), pending=len(self._outcomes))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.delivered += sum(1 for o in batch if isinstance(o, Sent))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                swept = await self.store.sweep(self.ladder.max_attempts)
+                if swept:
+                    log.warning("leases_expired", count=swept)
+            except StoreUnavailable as exc:
+                log.warning("sweep_failed", error=str(exc))
+            await asyncio.sleep(self.settings.sweep_interval)

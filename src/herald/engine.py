@@ -1,0 +1,65 @@
+"""The running parts of one Herald process, started and stopped together.
+
+An API-only process (``herald api``) has a store and providers (the capture
+mailbox needs the store) but no worker; ``herald worker`` has no HTTP server;
+``herald up`` has both, sharing one store and so one group-commit writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from .config import Settings
+from .delivery.worker import Chain, Worker
+from .models import Channel
+from .providers import ProviderSet
+from .store import Store, open_store
+
+log = structlog.get_logger("herald.engine")
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, deliver: bool, store: Store | None = None) -> None:
+        self.settings = settings
+        self.deliver = deliver
+        self.store = store or open_store(settings)
+        self.ladder = settings.ladder()
+        self.max_attempts = self.ladder.max_attempts
+        self.started_at = time.time()
+        self.providers: ProviderSet | None = None
+        self.worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.providers = ProviderSet(self.settings, self.store)
+        if self.deliver:
+            chains = {c.value: Chain(self.providers.chain(c)) for c in Channel}
+            self.worker = Worker(self.store, chains, self.settings, self.ladder)
+            self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
+        log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
+
+    @property
+    def worker_running(self) -> bool:
+        return self._worker_task is not None and not self._worker_task.done()
+
+    async def wait(self) -> None:
+        """Return when the worker has stopped (after ``stop_delivery``)."""
+        if self._worker_task is not None:
+            await self._worker_task
+
+    def stop_delivery(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    async def stop(self) -> None:
+        self.stop_delivery()
+        if self._worker_task is not None:
+            await self._worker_task
+        if self.providers is not None:
+            await self.providers.close()
+        await self.store.close()
+        log.info("engine_stopped")

@@ -1,0 +1,55 @@
+"""Herald's exceptions. The retry ladder decides by type, never by message.
+
+::
+
+    HeraldError
+    ├── ConfigError            settings that cannot work; raised at start
+    ├── DeliveryError          raised by a provider's ``send``
+    │   ├── TransientError     a later attempt may succeed (may carry retry_after)
+    │   └── PermanentError     no attempt will succeed (bad address, 5xx reply)
+    └── StoreError
+        ├── StoreUnavailable   the database cannot be reached or is locked
+        └── NotFound           no such row for this tenant
+"""
+
+from __future__ import annotations
+
+
+class HeraldError(Exception):
+    """Base of every error Herald raises on purpose."""
+
+
+class ConfigError(HeraldError):
+    pass
+
+
+class DeliveryError(HeraldError):
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class TransientError(DeliveryError):
+    """Retrying may help. ``retry_after`` (seconds) is the provider's own hint."""
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_after = retry_after
+
+
+class PermanentError(DeliveryError):
+    """Retrying cannot help: the notification goes straight to the DLQ."""
+
+
+class StoreError(HeraldError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass

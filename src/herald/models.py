@@ -1,0 +1,236 @@
+"""Domain values: what a notification is, where it stands, what happened to it.
+
+These are plain frozen dataclasses; pydantic lives only at the HTTP and settings
+edges. Times are POSIX seconds (floats) throughout the core and are formatted
+only when they leave through the API.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"
+    PROCESSING = "PROCESSING"
+    RETRYING = "RETRYING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+#: Statuses a worker may claim from (when due).
+CLAIMABLE = (Status.QUEUED, Status.SCHEDULED, Status.RETRYING)
+#: Statuses that never change again except by an operator (replay, delete).
+TERMINAL = (Status.SENT, Status.FAILED, Status.CANCELLED)
+
+
+class Priority(enum.IntEnum):
+    """Ordered so that a larger value is claimed first."""
+
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    PUSH = "PUSH"
+    WEBHOOK = "WEBHOOK"
+    CHAT = "CHAT"
+
+    @property
+    def queue(self) -> str:
+        """The channel's own lane (DESIGN 9)."""
+        return self.value.lower()
+
+
+#: Queue names a user may type, mapped to the lane they mean.
+QUEUE_ALIASES = {"mail": "email"}
+LADDER_QUEUES = ("retry-1", "retry-2")
+DLQ = "dlq"
+ALL_QUEUES = (*(c.queue for c in Channel), *LADDER_QUEUES, DLQ)
+
+DEFAULT_TENANT = "default"
+
+
+def canonical_queue(name: str) -> str | None:
+    """Return the lane a queue name refers to, or None for an unknown name."""
+    name = QUEUE_ALIASES.get(name.lower(), name.lower())
+    return name if name in ALL_QUEUES else None
+
+
+def new_id(now: float | None = None) -> str:
+    """A 32-hex-digit id that sorts by creation time (48-bit ms + 80 random bits).
+
+    Time order keeps inserts at the right edge of the primary-key index.
+    """
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}{os.urandom(10).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """What a client asks for, validated and rendered, before it is stored."""
+
+    channel: Channel
+    recipient: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    priority: Priority = Priority.MEDIUM
+    metadata: dict[str, Any] = field(default_factory=dict)
+    scheduled_at: float | None = None
+    idempotency_key: str | None = None
+    tenant_id: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A stored notification: the row is also the job (DESIGN 1)."""
+
+    id: str
+    tenant_id: str
+    channel: Channel
+    recipient: str
+    subject: str | None
+    body: str
+    html: str | None
+    metadata: dict[str, Any]
+    priority: Priority
+    status: Status
+    queue: str
+    due_at: float
+    attempts: int
+    stage: int
+    idempotency_key: str | None
+    provider: str | None
+    provider_message_id: str | None
+    last_error: str | None
+    processing_ms: float | None
+    scheduled_at: float | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    failed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One state change of one notification."""
+
+    id: int
+    notification_id: str
+    status: Status
+    message: str
+    at: float
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A notification a worker holds under a lease.
+
+    ``token`` identifies this claim: a completion carrying another token is
+    stale (the lease expired and someone else may hold it) and is ignored.
+    """
+
+    id: str
+    tenant_id: str
+    channel: Channel
+    recipient: str
+    subject: str | None
+    body: str
+    html: str | None
+    metadata: dict[str, Any]
+    priority: Priority
+    attempts: int
+    token: str
+    claimed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    claim: Claim
+    provider: str
+    message_id: str
+    processing_ms: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    claim: Claim
+    provider: str | None
+    error: str
+    due_at: float
+    stage: int
+    queue: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """Delivery gave up: status FAILED, queue ``dlq``."""
+
+    claim: Claim
+    provider: str | None
+    error: str
+    permanent: bool
+    at: float
+
+
+Outcome = Sent | Retry | Dead
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Notification]
+    total: int
+    page: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    name: str
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    total: int
+    by_status: dict[str, int]
+    by_channel: dict[str, int]
+    by_priority: dict[str, int]
+    queue_depth: dict[str, int]
+    average_processing_ms: float
+    success_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxMessage:
+    """A message the capture provider kept instead of sending."""
+
+    id: str
+    notification_id: str
+    tenant_id: str
+    channel: Channel
+    recipient: str
+    subject: str | None
+    body: str
+    html: str | None
+    at: float

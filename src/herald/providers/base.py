@@ -1,0 +1,80 @@
+"""The provider contract: ``send`` returns a receipt or raises a typed error.
+
+A provider speaks one real protocol (SMTP, an HTTP API). It never decides
+about retries: it says whether a retry *could* help by raising
+``TransientError`` (optionally with the provider's ``retry_after``) or
+``PermanentError``, and the ladder decides. Providers are found by name in
+``REGISTRY``; ``HERALD_<CHANNEL>_PROVIDERS`` lists names in failover order.
+
+Usage::
+
+    @register("pigeon")
+    class Pigeon(Provider):
+        name = "pigeon"
+        channels = frozenset({Channel.CHAT})
+
+        def __init__(self, settings: Settings, store: Store) -> None:
+            self.settings = settings
+
+        async def send(self, message: Message) -> Receipt:
+            return Receipt(self.name, f"pigeon-{message.id}")
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..config import Settings
+from ..models import Channel
+from ..store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered notification, as a provider sees it.
+
+    ``id`` is the notification id: providers that accept an idempotency key
+    pass it, so a redelivery after a crash is recognised downstream.
+    """
+
+    id: str
+    tenant_id: str
+    channel: Channel
+    recipient: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider: str
+    message_id: str
+
+
+class Provider(abc.ABC):
+    name: ClassVar[str]
+    channels: ClassVar[frozenset[Channel]]
+
+    @abc.abstractmethod
+    async def send(self, message: Message) -> Receipt: ...
+
+    async def close(self) -> None:  # noqa: B027 - most providers hold nothing to close
+        """Release connections; called once at shutdown."""
+
+
+ProviderFactory = Callable[[Settings, Store], Provider]
+REGISTRY: dict[str, ProviderFactory] = {}
+
+
+def register(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    def add(factory: ProviderFactory) -> ProviderFactory:
+        REGISTRY[name] = factory
+        return factory
+
+    return add

@@ -1,0 +1,136 @@
+"""The store contract: every operation Herald performs on its database.
+
+One object owns all database access. Writes that arrive together share one
+transaction (group commit), and a caller's ``await`` returns only after the
+commit that holds its rows. Every query is scoped by tenant except the
+worker's claim, sweep and completion, which serve all tenants.
+
+Usage::
+
+    store = open_store(settings)
+    await store.open()            # connects and applies migrations
+    [row] = await store.create([NewNotification(Channel.EMAIL, "a@b.c", "hi", subject="s")])
+    claims = await store.claim(limit=100, lease_seconds=60)
+    await store.complete([Sent(claims[0], "capture", "m-1", 3.2, time.time())])
+    await store.close()
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..models import (
+    AuditEntry,
+    Channel,
+    Claim,
+    MailboxMessage,
+    NewNotification,
+    Notification,
+    Outcome,
+    Page,
+    Priority,
+    QueueCounts,
+    Stats,
+    Status,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    status: Status | None = None
+    channel: Channel | None = None
+    priority: Priority | None = None
+
+
+class Store(abc.ABC):
+    """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if the database cannot answer."""
+
+    # -- the API's side ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
+        """Store new notifications with their PENDING and QUEUED audit rows.
+
+        An item whose idempotency key already exists for its tenant is not
+        stored again: the existing row is returned in its place.
+        """
+
+    @abc.abstractmethod
+    async def get(self, tenant_id: str, notification_id: str) -> Notification | None: ...
+
+    @abc.abstractmethod
+    async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    async def stats(self, tenant_id: str) -> Stats: ...
+
+    @abc.abstractmethod
+    async def queues(self, tenant_id: str) -> list[QueueCounts]: ...
+
+    @abc.abstractmethod
+    async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def mailbox(
+        self, tenant_id: str, limit: int, channel: Channel | None = None
+    ) -> list[MailboxMessage]: ...
+
+    # -- the worker's side ------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(
+        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due notifications, highest priority first.
+
+        Each claimed row becomes PROCESSING with a new token and an audit row;
+        paused queues are skipped.
+        """
+
+    @abc.abstractmethod
+    async def complete(self, outcomes: Sequence[Outcome]) -> int:
+        """Record delivery outcomes with their audit rows; return how many applied.
+
+        An outcome whose claim token no longer matches the row is stale and is
+        ignored.
+        """
+
+    @abc.abstractmethod
+    async def release(self, claims: Sequence[Claim]) -> int:
+        """Give back claims that were never attempted (shutdown)."""
+
+    @abc.abstractmethod
+    async def sweep(self, max_attempts: int) -> int:
+        """Return rows whose lease expired to the queue; return how many.
+
+        A row that stalled on its last allowed attempt goes to the DLQ instead,
+        so a message that crashes every worker cannot loop forever.
+        """
+
+    @abc.abstractmethod
+    async def capture(self, message: MailboxMessage) -> None:
+        """Keep a message the capture provider 'sent'."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due, or after ``timeout`` seconds."""

@@ -1,0 +1,99 @@
+"""Turning result rows into domain values; shared by every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from ..models import (
+    ALL_QUEUES,
+    Channel,
+    Notification,
+    Priority,
+    QueueCounts,
+    Stats,
+    Status,
+)
+
+
+def notification_from_row(row: Mapping[str, Any]) -> Notification:
+    metadata = row["metadata"]
+    return Notification(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        channel=Channel(row["channel"]),
+        recipient=row["recipient"],
+        subject=row["subject"],
+        body=row["body"],
+        html=row["html"],
+        metadata=orjson.loads(metadata) if isinstance(metadata, str | bytes) else dict(metadata),
+        priority=Priority(row["priority"]),
+        status=Status(row["status"]),
+        queue=row["queue"],
+        due_at=row["due_at"],
+        attempts=row["attempts"],
+        stage=row["stage"],
+        idempotency_key=row["idempotency_key"],
+        provider=row["provider"],
+        provider_message_id=row["provider_message_id"],
+        last_error=row["last_error"],
+        processing_ms=row["processing_ms"],
+        scheduled_at=row["scheduled_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        sent_at=row["sent_at"],
+        failed_at=row["failed_at"],
+    )
+
+
+def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence[Any]]) -> Stats:
+    """Stats from ``(status, channel, priority, count, sum_ms, count_ms)`` rows."""
+    by_status = {s.value: 0 for s in Status}
+    by_channel = {c.value: 0 for c in Channel}
+    by_priority = {p.name: 0 for p in Priority}
+    total = 0
+    ms_sum = 0.0
+    ms_count = 0
+    for status, channel, priority, count, sum_ms, count_ms in rows:
+        total += count
+        by_status[status] += count
+        by_channel[channel] += count
+        by_priority[Priority(priority).name] += count
+        if status == Status.SENT and count_ms:
+            ms_sum += sum_ms or 0.0
+            ms_count += count_ms
+    depth = {name: 0 for name in ALL_QUEUES}
+    for queue, waiting, active, delayed, *_ in queue_rows:
+        depth[queue] = int(waiting or 0) + int(active or 0) + int(delayed or 0)
+    finished = by_status["SENT"] + by_status["FAILED"]
+    return Stats(
+        total=total,
+        by_status=by_status,
+        by_channel=by_channel,
+        by_priority=by_priority,
+        queue_depth=depth,
+        average_processing_ms=round(ms_sum / ms_count, 2) if ms_count else 0.0,
+        success_rate=round(100.0 * by_status["SENT"] / finished, 2) if finished else 100.0,
+    )
+
+
+def queue_counts(rows: Iterable[Sequence[Any]], paused: set[str]) -> list[QueueCounts]:
+    """One entry per known lane, from ``(queue, waiting, active, delayed, done, failed)`` rows."""
+    found = {r[0]: r for r in rows}
+    result = []
+    for name in ALL_QUEUES:
+        _, waiting, active, delayed, completed, failed = found.get(name, (name, 0, 0, 0, 0, 0))
+        result.append(
+            QueueCounts(
+                name=name,
+                waiting=int(waiting or 0),
+                active=int(active or 0),
+                delayed=int(delayed or 0),
+                completed=int(completed or 0),
+                failed=int(failed or 0),
+                paused=name in paused,
+            )
+        )
+    return result

@@ -1,0 +1,433 @@
+"""The embedded store: SQLite in WAL mode with ``synchronous=FULL``.
+
+Writes go through one writer thread with group commit (``groupcommit.py``);
+reads run on a small pool of reader threads with connections of their own,
+which WAL lets proceed while a write is in progress. Several processes may
+share one file: ``BEGIN IMMEDIATE`` with a busy timeout serialises their
+writers, and a store that cannot get the lock reports ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+
+from ..errors import StoreUnavailable
+from ..models import (
+    DLQ,
+    AuditEntry,
+    Channel,
+    Claim,
+    Dead,
+    MailboxMessage,
+    NewNotification,
+    Notification,
+    Outcome,
+    Page,
+    Priority,
+    QueueCounts,
+    Retry,
+    Sent,
+    Stats,
+    Status,
+    new_id,
+)
+from . import sql
+from .base import ListFilter, Store
+from .groupcommit import GroupCommitWriter
+from .rows import breakdown_stats, notification_from_row, queue_counts
+
+log = structlog.get_logger("herald.store.sqlite")
+T = TypeVar("T")
+Q = sql.queries("sqlite")
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, busy_timeout_ms: int = 5000, readers: int = 2) -> None:
+        if path in ("", ":memory:"):
+            raise ValueError("SQLite store needs a file: several connections share it")
+        self.path = path
+        self._directory = os.path.dirname(os.path.abspath(path))
+        self._busy_timeout_ms = busy_timeout_ms
+        self._reader_count = readers
+        self._local = threading.local()
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer: GroupCommitWriter | None = None
+        self._work = asyncio.Event()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout_ms / 1000,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        if reader:
+            conn.execute("PRAGMA query_only = 1")
+        else:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA cache_size = -65536")
+        return conn
+
+    async def open(self) -> None:
+        await asyncio.to_thread(os.makedirs, self._directory, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._writer = GroupCommitWriter(self._connect, loop, self._work.set)
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(
+            self._reader_count, thread_name_prefix="herald-sqlite-read"
+        )
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = await self._write(_migrate)
+        for version in applied:
+            log.info("store_migrated", version=version, path=self.path)
+        return applied
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _write(
+        self, write: Callable[[sqlite3.Connection], T], wakes: bool = False
+    ) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise StoreUnavailable("store is not open")
+        return self._writer.submit(write, wakes)
+
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreUnavailable("store is not open")
+
+        def run() -> T:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._connect(reader=True)
+                conn.row_factory = sqlite3.Row
+                self._local.conn = conn
+                with self._lock:
+                    self._reader_conns.append(conn)
+            try:
+                return read(conn)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    # -- the API's side -----------------------------------------------------
+
+    async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
+        now = time.time()
+        return await self._write(lambda conn: _create(conn, items, now), wakes=True)
+
+    async def get(self, tenant_id: str, notification_id: str) -> Notification | None:
+        row = await self._read(
+            lambda c: c.execute(Q["get"], (tenant_id, notification_id)).fetchone()
+        )
+        return None if row is None else notification_from_row(row)
+
+    async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]:
+        rows = await self._read(
+            lambda c: c.execute(Q["audit"], (notification_id, tenant_id)).fetchall()
+        )
+        return [
+            AuditEntry(r[0], r[1], Status(r[2]), r[3], r[4], orjson.loads(r[5]) if r[5] else {})
+            for r in rows
+        ]
+
+    async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page:
+        params = {
+            "tenant": tenant_id,
+            "status": where.status.value if where.status else None,
+            "channel": where.channel.value if where.channel else None,
+            "priority": int(where.priority) if where.priority is not None else None,
+            "limit": limit,
+            "offset": (page - 1) * limit,
+        }
+
+        def read(conn: sqlite3.Connection) -> Page:
+            total = conn.execute(Q["count_filtered"], params).fetchone()[0]
+            rows = conn.execute(Q["list_filtered"], params).fetchall()
+            return Page([notification_from_row(r) for r in rows], total, page, limit)
+
+        return await self._read(read)
+
+    async def stats(self, tenant_id: str) -> Stats:
+        def read(conn: sqlite3.Connection) -> Stats:
+            rows = conn.execute(Q["breakdown"], (tenant_id,)).fetchall()
+            queues = conn.execute(Q["queue_counts"], {"tenant": tenant_id, "now": time.time()})
+            return breakdown_stats([tuple(r) for r in rows], [tuple(r) for r in queues])
+
+        return await self._read(read)
+
+    async def queues(self, tenant_id: str) -> list[QueueCounts]:
+        def read(conn: sqlite3.Connection) -> list[QueueCounts]:
+            rows = conn.execute(Q["queue_counts"], {"tenant": tenant_id, "now": time.time()})
+            paused = {r[0] for r in conn.execute(Q["paused"])}
+            return queue_counts([tuple(r) for r in rows], paused)
+
+        return await self._read(read)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        now = time.time()
+        await self._write(
+            lambda c: c.execute(Q["set_paused"], (queue, int(paused), now)), wakes=True
+        )
+
+    async def mailbox(
+        self, tenant_id: str, limit: int, channel: Channel | None = None
+    ) -> list[MailboxMessage]:
+        params = {
+            "tenant": tenant_id,
+            "channel": channel.value if channel else None,
+            "limit": limit,
+        }
+        rows = await self._read(lambda c: c.execute(Q["mailbox"], params).fetchall())
+        return [MailboxMessage(r[0], r[1], r[2], Channel(r[3]), *r[4:]) for r in rows]
+
+    # -- the worker's side --------------------------------------------------
+
+    async def claim(
+        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+    ) -> list[Claim]:
+        now = time.time()
+        return await self._write(lambda c: _claim(c, limit, lease_seconds, min_priority, now))
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        return await self._write(lambda c: _complete(c, outcomes))
+
+    async def release(self, claims: Sequence[Claim]) -> int:
+        if not claims:
+            return 0
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> int:
+            done = 0
+            for claim in claims:
+                done += conn.execute(Q["release"], (now, claim.id, claim.token)).rowcount
+            return done
+
+        return await self._write(write, wakes=True)
+
+    async def sweep(self, max_attempts: int) -> int:
+        now = time.time()
+        return await self._write(lambda c: _sweep(c, max_attempts, now), wakes=True)
+
+    async def capture(self, message: MailboxMessage) -> None:
+        m = message
+        values = (m.id, m.notification_id, m.tenant_id, m.channel.value, m.recipient)
+        await self._write(
+            lambda c: c.execute(Q["capture"], (*values, m.subject, m.body, m.html, m.at))
+        )
+
+
+# -- write transactions (run on the writer thread) -----------------------------
+
+
+def _migrate(conn: sqlite3.Connection) -> list[int]:
+    conn.execute(Q["migrations_table"])
+    done = {r[0] for r in conn.execute(Q["migrations_done"])}
+    applied = []
+    for migration in sql.migrations("sqlite"):
+        if migration.version in done:
+            continue
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        conn.execute(Q["migration_applied"], (migration.version, time.time()))
+        applied.append(migration.version)
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()
+    ):
+        raise ValueError("migration ends with an incomplete statement")
+    return statements
+
+
+def _create(
+    conn: sqlite3.Connection, items: Sequence[NewNotification], now: float
+) -> list[Notification]:
+    created: list[Notification] = []
+    rows: list[tuple[Any, ...]] = []
+    audit: list[tuple[Any, ...]] = []
+    for item in items:
+        if item.idempotency_key is not None:
+            found = conn.execute(Q["by_idempotency_key"], (item.tenant_id, item.idempotency_key))
+            row = found.fetchone()
+            if row is not None:
+                created.append(notification_from_row(row))
+                continue
+        scheduled = item.scheduled_at is not None and item.scheduled_at > now
+        status = Status.SCHEDULED if scheduled else Status.QUEUED
+        due_at = item.scheduled_at if scheduled and item.scheduled_at else now
+        note = Notification(
+            id=new_id(now), tenant_id=item.tenant_id, channel=item.channel,
+            recipient=item.recipient, subject=item.subject, body=item.body, html=item.html,
+            metadata=item.metadata, priority=item.priority, status=status,
+            queue=item.channel.queue, due_at=due_at, attempts=0, stage=0,
+            idempotency_key=item.idempotency_key, provider=None, provider_message_id=None,
+            last_error=None, processing_ms=None, scheduled_at=item.scheduled_at,
+            created_at=now, updated_at=now, sent_at=None, failed_at=None,
+        )  # fmt: skip
+        rows.append((
+            note.id, note.tenant_id, note.channel.value, note.recipient, note.subject, note.body,
+            note.html, orjson.dumps(note.metadata).decode(), int(note.priority), status.value,
+            note.queue, due_at, note.idempotency_key, note.scheduled_at, now, now,
+        ))  # fmt: skip
+        audit.append((note.id, note.tenant_id, "PENDING", "Notification created", now, None))
+        message = "Scheduled for later delivery" if scheduled else "Added to queue"
+        audit.append((note.id, note.tenant_id, status.value, message, now, None))
+        created.append(note)
+    if rows:
+        conn.executemany(Q["insert_notification"], rows)
+        conn.executemany(Q["insert_audit"], audit)
+    return created
+
+
+def _claim(
+    conn: sqlite3.Connection, limit: int, lease_seconds: float, min_priority: Priority, now: float
+) -> list[Claim]:
+    token = os.urandom(8).hex()
+    params = {
+        "token": token,
+        "lease_until": now + lease_seconds,
+        "now": now,
+        "min_priority": int(min_priority),
+        "limit": limit,
+    }
+    rows = conn.execute(Q["claim"], params).fetchall()
+    if not rows:
+        return []
+    claims = [
+        Claim(
+            id=r[0],
+            tenant_id=r[1],
+            channel=Channel(r[2]),
+            recipient=r[3],
+            subject=r[4],
+            body=r[5],
+            html=r[6],
+            metadata=orjson.loads(r[7]),
+            priority=Priority(r[8]),
+            attempts=r[9],
+            token=token,
+            claimed_at=now,
+        )
+        for r in rows
+    ]
+    claims.sort(key=lambda c: -c.priority)
+    conn.executemany(
+        Q["insert_audit"],
+        [
+            (c.id, c.tenant_id, "PROCESSING", "Worker started processing", now,
+             f'{{"attempt":{c.attempts}}}')
+            for c in claims
+        ],
+    )  # fmt: skip
+    return claims
+
+
+def _complete(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> int:
+    ids = orjson.dumps([o.claim.id for o in outcomes]).decode()
+    current = dict(conn.execute(Q["tokens"], (ids,)).fetchall())
+    live = [o for o in outcomes if current.get(o.claim.id) == o.claim.token]
+    if len(live) < len(outcomes):
+        log.info("stale_completions_ignored", count=len(outcomes) - len(live))
+    sent, retry, dead, audit = [], [], [], []
+    for o in live:
+        c = o.claim
+        if isinstance(o, Sent):
+            sent.append((o.provider, o.message_id, o.processing_ms, o.at, o.at, c.id))
+            meta = {
+                "attempt": c.attempts,
+                "provider": o.provider,
+                "providerMessageId": o.message_id,
+            }
+            text = f"Successfully sent via {o.provider}"
+            audit.append((c.id, c.tenant_id, "SENT", text, o.at, orjson.dumps(meta).decode()))
+        elif isinstance(o, Retry):
+            retry.append((o.provider, o.error, o.due_at, o.stage, o.queue, o.at, c.id))
+            delay = max(0.0, o.due_at - o.at)
+            meta = {"attempt": c.attempts, "provider": o.provider, "error": o.error,
+                    "queue": o.queue, "retryInSeconds": round(delay, 3)}  # fmt: skip
+            text = f"Attempt {c.attempts} failed: {o.error}; retry in {delay:.1f}s on {o.queue}"
+            audit.append((c.id, c.tenant_id, "RETRYING", text, o.at, orjson.dumps(meta).decode()))
+        elif isinstance(o, Dead):
+            dead.append((o.provider, o.error, o.at, o.at, c.id))
+            why = "permanent error" if o.permanent else "retries exhausted"
+            meta = {"attempt": c.attempts, "provider": o.provider, "error": o.error,
+                    "permanent": o.permanent, "queue": DLQ}  # fmt: skip
+            text = f"Delivery failed ({why}): {o.error}; moved to {DLQ}"
+            audit.append((c.id, c.tenant_id, "FAILED", text, o.at, orjson.dumps(meta).decode()))
+    if sent:
+        conn.executemany(Q["mark_sent"], sent)
+    if retry:
+        conn.executemany(Q["mark_retry"], retry)
+    if dead:
+        conn.executemany(Q["mark_dead"], dead)
+    if audit:
+        conn.executemany(Q["insert_audit"], audit)
+    return len(live)
+
+
+def _sweep(conn: sqlite3.Connection, max_attempts: int, now: float) -> int:
+    expired = conn.execute(Q["expired"], (now,)).fetchall()
+    audit = []
+    for notification_id, tenant_id, attempts in expired:
+        if attempts >= max_attempts:
+            error = f"lease expired on attempt {attempts}, the last the ladder allows"
+            conn.execute(Q["bury_stalled"], (error, now, now, notification_id, now))
+            audit.append((notification_id, tenant_id, "FAILED", f"Stalled: {error}; moved to dlq"))
+        else:
+            conn.execute(Q["requeue_stalled"], (now, now, notification_id, now))
+            text = f"Stalled: lease expired on attempt {attempts}; returned to the queue"
+            audit.append((notification_id, tenant_id, "QUEUED", text))
+    conn.executemany(Q["insert_audit"], [(*a, now, None) for a in audit])
+    if expired:
+        log.warning("stalled", count=len(expired))
+    return len(expired)

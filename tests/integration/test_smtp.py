@@ -1,0 +1,505 @@
+"""The SMTP provider against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import pytest_asyncio
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from herald.config import Settings
+from herald.errors import PermanentError, TransientError
+from herald.models import Channel, new_id
+from herald.providers.base import Message
+from herald.providers.smtp import SMTPProvider
+from herald.store.base import Store
+
+USER, PASSWORD = "herald", "s3cret"
+#: aiosmtpd warns when AUTH is allowed without TLS; the plain-text tests mean it.
+plain_auth = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps every message and counts QUITs."""
+
+    def __init__(self) -> None:
+        self.received: list[Envelope] = []
+        self.quits = 0
+        self.mechanisms: list[str] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.received.append(envelope)
+        return "250 2.0.0 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 Bye"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        self.mechanisms.append(mechanism)
+        good = LoginPassword(USER.encode(), PASSWORD.encode())
+        return AuthResult(success=data == good, handled=False)
+
+    def parsed(self, index: int = -1) -> EmailMessage:
+        content = self.received[index].original_content
+        assert content is not None
+        content = content.replace(b"\r\n", b"\n")  # the wire's line ends, not the text's
+        return cast(EmailMessage, email.message_from_bytes(content, policy=email.policy.default))
+
+
+class RefuseOnce(Recorder):
+    """Answers ``reply`` once at ``stage`` (MAIL, RCPT or DATA), then accepts."""
+
+    def __init__(self, stage: str, reply: str) -> None:
+        super().__init__()
+        self.stage, self.reply = stage, reply
+
+    def _refuse(self, stage: str) -> bool:
+        if self.stage != stage:
+            return False
+        self.stage = ""
+        return True
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self._refuse("MAIL"):
+            return self.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self._refuse("RCPT"):
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._refuse("DATA"):
+            return self.reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+class HangUpAfterData(Recorder):
+    """Closes every connection right after accepting its message."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert server.transport is not None
+        server.loop.call_soon(server.transport.close)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class HangUpOnReuse(Recorder):
+    """Drops a connection, without a reply, when it starts a second message.
+
+    This is an idle session the server has forgotten: the client only learns
+    it is dead when its next MAIL FROM goes unanswered.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[int] = set()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if id(server) in self.used:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 gone"
+        self.used.add(id(server))
+        envelope.mail_from = address
+        return "250 OK"
+
+
+class Server(Controller):
+    """A threaded aiosmtpd server that counts the connections it accepts."""
+
+    def __init__(self, handler: Recorder, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+        self.recorder = handler
+        self.sessions: list[SMTP] = []
+
+    def factory(self) -> SMTP:
+        session = cast(SMTP, super().factory())
+        self.sessions.append(session)
+        return session
+
+    def start(self) -> None:
+        super().start()
+        self.sessions.clear()  # the controller's own readiness probe
+
+    @property
+    def connections(self) -> int:
+        return len(self.sessions)
+
+
+ServerFactory = Callable[..., Server]
+ProviderFactory = Callable[..., SMTPProvider]
+
+
+@pytest.fixture
+def serve() -> Iterator[ServerFactory]:
+    started: list[Server] = []
+
+    def start(handler: Recorder | None = None, **kwargs: Any) -> Server:
+        server = Server(handler or Recorder(), **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest_asyncio.fixture
+async def provider() -> AsyncIterator[ProviderFactory]:
+    made: list[SMTPProvider] = []
+
+    def make(port: int, **overrides: Any) -> SMTPProvider:
+        options: dict[str, Any] = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_tls": "none",
+            "smtp_from": "Herald <noreply@example.com>",
+            "smtp_user": None,
+            "smtp_password": None,
+            "smtp_timeout": 5.0,
+            "smtp_pool_size": 4,
+            **overrides,
+        }
+        made.append(SMTPProvider(Settings(**options), cast(Store, None)))
+        return made[-1]
+
+    yield make
+    for smtp in made:
+        await smtp.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def mail(**fields: Any) -> Message:
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "tenant_id": "default",
+        "channel": Channel.EMAIL,
+        "recipient": "ada@example.com",
+        "subject": "Hello",
+        "body": "Your code is 1234.",
+        **fields,
+    }
+    return Message(**values)
+
+
+async def test_message_arrives_with_headers_and_body(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    message = mail(subject="Grüße ✓", body="plain text here")
+
+    receipt = await provider(server.port).send(message)
+
+    assert receipt.provider == "smtp"
+    [envelope] = server.recorder.received
+    assert envelope.mail_from == "noreply@example.com"
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    parsed = server.recorder.parsed()
+    assert parsed["From"] == "Herald <noreply@example.com>"
+    assert parsed["To"] == "ada@example.com"
+    assert parsed["Subject"] == "Grüße ✓"
+    assert parsed["Message-ID"] == receipt.message_id
+    assert receipt.message_id.endswith("@example.com>")
+    assert parsed["X-Herald-Notification-Id"] == message.id
+    assert parsed["Date"] is not None
+    assert not parsed.is_multipart()
+    assert parsed.get_content().rstrip("\n") == "plain text here"
+
+
+async def test_html_alternative(serve: ServerFactory, provider: ProviderFactory) -> None:
+    server = serve()
+
+    await provider(server.port).send(mail(body="plain", html="<p>rich</p>"))
+
+    parsed = server.recorder.parsed()
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert plain is not None and html is not None
+    assert cast(EmailMessage, plain).get_content().rstrip("\n") == "plain"
+    assert cast(EmailMessage, html).get_content().rstrip("\n") == "<p>rich</p>"
+
+
+async def test_concurrent_sends_share_a_bounded_pool(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    smtp = provider(server.port, smtp_pool_size=4)
+
+    receipts = await asyncio.gather(*(smtp.send(mail(body=f"n{i}")) for i in range(200)))
+
+    assert len(server.recorder.received) == 200
+    assert len({r.message_id for r in receipts}) == 200
+    assert 1 <= server.connections <= 4
+    await smtp.close()
+    assert server.recorder.quits == server.connections
+
+
+async def test_sequential_sends_reuse_one_connection(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    smtp = provider(server.port)
+
+    for _ in range(5):
+        await smtp.send(mail())
+
+    assert len(server.recorder.received) == 5
+    assert server.connections == 1
+
+
+async def test_starttls(
+    serve: ServerFactory, provider: ProviderFactory, server_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    server = serve(tls_context=server_tls, require_starttls=True)
+
+    await provider(server.port, smtp_tls="starttls", smtp_ca_file=ca_file).send(mail())
+
+    [session] = server.sessions
+    assert session.session is not None and session.session.ssl is not None
+    assert len(server.recorder.received) == 1
+
+
+async def test_implicit_tls(
+    serve: ServerFactory, provider: ProviderFactory, server_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    server = serve(ssl_context=server_tls)
+
+    await provider(server.port, smtp_tls="tls", smtp_ca_file=ca_file).send(mail())
+
+    assert len(server.recorder.received) == 1
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_untrusted_certificate_is_transient(
+    serve: ServerFactory, provider: ProviderFactory, server_tls: ssl.SSLContext, mode: str
+) -> None:
+    tls = {"tls_context": server_tls} if mode == "starttls" else {"ssl_context": server_tls}
+    server = serve(**tls)
+
+    with pytest.raises(TransientError, match="certificate"):
+        await provider(server.port, smtp_tls=mode).send(mail())
+
+    assert server.recorder.received == []
+
+
+async def test_verification_can_be_disabled(
+    serve: ServerFactory, provider: ProviderFactory, server_tls: ssl.SSLContext
+) -> None:
+    server = serve(ssl_context=server_tls)
+
+    await provider(server.port, smtp_tls="tls", smtp_verify_tls=False).send(mail())
+
+    assert len(server.recorder.received) == 1
+
+
+@plain_auth
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+async def test_auth(serve: ServerFactory, provider: ProviderFactory, mechanism: str) -> None:
+    recorder = Recorder()
+    other = "LOGIN" if mechanism == "PLAIN" else "PLAIN"
+    server = serve(
+        recorder,
+        authenticator=recorder.authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=[other],
+    )
+
+    await provider(server.port, smtp_user=USER, smtp_password=PASSWORD).send(mail())
+
+    assert recorder.mechanisms == [mechanism]
+    assert len(recorder.received) == 1
+
+
+async def test_auth_over_starttls(
+    serve: ServerFactory, provider: ProviderFactory, server_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    recorder = Recorder()
+    server = serve(
+        recorder, tls_context=server_tls, authenticator=recorder.authenticate, auth_required=True
+    )
+    smtp = provider(
+        server.port,
+        smtp_tls="starttls",
+        smtp_ca_file=ca_file,
+        smtp_user=USER,
+        smtp_password=PASSWORD,
+    )
+
+    await smtp.send(mail())
+
+    assert len(recorder.received) == 1
+
+
+@plain_auth
+async def test_wrong_password_is_transient(serve: ServerFactory, provider: ProviderFactory) -> None:
+    recorder = Recorder()
+    server = serve(
+        recorder, authenticator=recorder.authenticate, auth_required=True, auth_require_tls=False
+    )
+    smtp = provider(server.port, smtp_user=USER, smtp_password="wrong")
+
+    with pytest.raises(TransientError, match=r"535.*HERALD_SMTP_PASSWORD"):
+        await smtp.send(mail())
+
+    assert recorder.received == []
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "error"),
+    [
+        ("RCPT", "550 5.1.1 no such user", PermanentError),
+        ("RCPT", "451 4.3.0 try again later", TransientError),
+        ("MAIL", "553 5.7.1 sender not allowed", PermanentError),
+        ("MAIL", "452 4.3.1 insufficient storage", TransientError),
+        ("DATA", "554 5.6.0 content rejected", PermanentError),
+        ("DATA", "451 4.7.1 greylisted", TransientError),
+    ],
+)
+async def test_refusals_are_classified_and_the_connection_reused(
+    serve: ServerFactory,
+    provider: ProviderFactory,
+    stage: str,
+    reply: str,
+    error: type[Exception],
+) -> None:
+    server = serve(RefuseOnce(stage, reply))
+    smtp = provider(server.port)
+
+    with pytest.raises(error) as caught:
+        await smtp.send(mail())
+    assert reply in str(caught.value)
+    assert stage in str(caught.value)
+
+    await smtp.send(mail(recipient="grace@example.com"))
+
+    [envelope] = server.recorder.received
+    assert envelope.rcpt_tos == ["grace@example.com"]
+    assert server.connections == 1
+
+
+async def test_nothing_listening_is_transient(provider: ProviderFactory) -> None:
+    with pytest.raises(TransientError, match="cannot connect"):
+        await provider(free_port()).send(mail())
+
+
+async def test_silent_server_times_out_as_transient(provider: ProviderFactory) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        smtp = provider(silent.getsockname()[1], smtp_timeout=0.2)
+
+        with pytest.raises(TransientError, match="cannot connect"):
+            await smtp.send(mail())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"subject": "Hi\r\nBcc: victim@example.com"},
+        {"subject": "Hi\nBcc: victim@example.com"},
+        {"recipient": "ada@example.com\r\nBcc: victim@example.com"},
+        {"recipient": "ada@example.com\rBcc: victim@example.com"},
+    ],
+)
+async def test_header_injection_is_refused_before_sending(
+    serve: ServerFactory, provider: ProviderFactory, fields: dict[str, str]
+) -> None:
+    server = serve()
+
+    with pytest.raises(PermanentError, match="line break"):
+        await provider(server.port).send(mail(**fields))
+
+    assert server.connections == 0
+    assert server.recorder.received == []
+
+
+async def test_connection_closed_between_messages_is_survived(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve(HangUpAfterData())
+    smtp = provider(server.port)
+
+    for _ in range(3):
+        await smtp.send(mail())
+
+    assert len(server.recorder.received) == 3
+    assert server.connections == 3
+
+
+async def test_dead_idle_connection_is_replaced(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve(HangUpOnReuse())
+    smtp = provider(server.port)
+
+    for _ in range(3):
+        await smtp.send(mail())
+
+    assert len(server.recorder.received) == 3
+    assert server.connections == 3
+
+
+async def test_close_quits_idle_connections(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    smtp = provider(server.port)
+    await asyncio.gather(smtp.send(mail()), smtp.send(mail()))
+
+    await smtp.close()
+
+    assert server.recorder.quits == server.connections == 2
+    with pytest.raises(TransientError, match="closed"):
+        await smtp.send(mail())
