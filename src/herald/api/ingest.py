@@ -79,6 +79,7 @@ class IngestFastPath:
         chunks = []
         size = 0
         more = True
+        headers: list[tuple[bytes, bytes]]
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":

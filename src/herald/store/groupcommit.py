@@ -44,6 +44,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="herald-sqlite-writer", daemon=True)
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self.commits = 0  # transactions committed; tests and metrics read it
 
     def start(self) -> None:
         self._thread.start()
@@ -128,6 +129,7 @@ class GroupCommitWriter:
                 conn.execute("ROLLBACK")
             failure = StoreUnavailable(f"commit failed: {exc}")
             return [(future, None, failure) for future, _, _ in results]
+        self.commits += 1
         return results
 
     def _resolve(self, results: list[tuple[Any, Any, Any]], wakes: bool) -> None:

@@ -297,8 +297,11 @@ def _create(
     audit: list[tuple[Any, ...]] = []
     for item in items:
         if item.idempotency_key is not None:
-            found = conn.execute(Q["by_idempotency_key"], (item.tenant_id, item.idempotency_key))
-            row = found.fetchone()
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            row = cursor.execute(
+                Q["by_idempotency_key"], (item.tenant_id, item.idempotency_key)
+            ).fetchone()
             if row is not None:
                 created.append(notification_from_row(row))
                 continue

@@ -1,0 +1,57 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from herald.config import Settings
+from herald.store.base import Store
+from herald.store.sqlite import SQLiteStore
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings on a throwaway SQLite file, ignoring any ``.env`` and HERALD_ variables."""
+    base: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'herald.db'}",
+        "port": free_port(),
+        "retry_jitter": 0,
+        "log_level": "warning",
+    }
+    return Settings(_env_file=None, **{**base, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def _no_herald_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HERALD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every store test runs once per store implementation."""
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
+    opened: Store = SQLiteStore(str(tmp_path / "store.db"))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -1,0 +1,75 @@
+"""An in-process Herald (API and, unless told otherwise, the worker) on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+import uvicorn
+
+from herald.api.app import create_app
+from herald.engine import Engine
+from tests.conftest import make_settings
+
+
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    engine: Engine
+    url: str
+
+    async def wait_status(self, notification_id: str, *statuses: str, timeout: float = 10) -> Any:
+        """Poll GET /api/notifications/{id} until its status is one of ``statuses``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            reply = await self.client.get(f"/api/notifications/{notification_id}")
+            data = reply.json()["data"]
+            if data["notification"]["status"] in statuses:
+                return data
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"still {data['notification']['status']}: {data['logs']}")
+            await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> AsyncIterator[Running]:
+    settings = make_settings(tmp_path, **overrides)
+    app = create_app(settings, deliver=deliver)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            yield Running(client, app.state.engine, url)
+    finally:
+        server.should_exit = True
+        await task
+
+
+Serve = Callable[..., Awaitable[Running]]
+
+
+@pytest_asyncio.fixture
+async def herald(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``async with herald(**settings) as h`` starts a Herald; several may run per test."""
+    counter = 0
+
+    def start(deliver: bool = True, **overrides: Any) -> Any:
+        nonlocal counter
+        counter += 1
+        folder = tmp_path / f"h{counter}"
+        folder.mkdir()
+        return serve(folder, deliver, **overrides)
+
+    yield start
