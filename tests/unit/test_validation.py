@@ -48,6 +48,7 @@ def test_minimal_email_gets_defaults() -> None:
         ({"message": "x" * 5001}, "message", "at most 5000"),
         ({"priority": "URGENT"}, "priority", "CRITICAL"),
         ({"metadata": ["not", "an", "object"]}, "metadata", "dictionary"),
+        ({"metadata": {"big": 2**70}}, "metadata", "64-bit"),
         ({"scheduledAt": "next tuesday"}, "scheduledAt", "datetime"),
         ({"colour": "blue"}, "colour", "not permitted"),
     ],

@@ -46,6 +46,9 @@ UNAVAILABLE = {
 }
 
 
+INTERNAL = {"success": False, "message": "Internal error; it has been logged.", "errors": []}
+
+
 def too_large_body(max_bytes: int) -> dict[str, Any]:
     return {"success": False, "message": f"Request body exceeds {max_bytes} bytes.", "errors": []}
 
@@ -80,7 +83,7 @@ async def _unavailable(request: Request, exc: Exception) -> JSONBody:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONBody:
     log.exception("request_failed", path=request.url.path)
-    return error_response(500, "Internal error; it has been logged.")
+    return JSONBody(INTERNAL, status_code=500)
 
 
 def install(app: FastAPI) -> None:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT, NewNotification, Priority, Status
 from . import present
-from .errors import UNAVAILABLE, log, validation_body
+from .errors import INTERNAL, UNAVAILABLE, log, validation_body
 from .errors import too_large_body as _too_large
 from .schemas import NotificationIn
 
@@ -114,4 +114,7 @@ class IngestFastPath:
             log.warning("store_unavailable", path=PATH, error=str(exc))
             headers.append((b"retry-after", b"1"))
             return 503, orjson.dumps(UNAVAILABLE), headers
+        except Exception:
+            log.exception("request_failed", path=PATH)
+            return 500, orjson.dumps(INTERNAL), headers
         return 201, orjson.dumps(envelope), headers

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..models import Channel
@@ -83,6 +84,15 @@ class NotificationIn(BaseModel):
     def _html(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("type") not in (Channel.EMAIL, None):
             raise ValueError("is only for EMAIL")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:  # integers beyond 64 bits, mostly
+            raise ValueError(f"must be storable JSON ({exc})") from None
         return value
 
     @field_validator("scheduledAt")

@@ -122,7 +122,7 @@ class Worker:
             free = self.concurrency - len(self._inflight)
             if free <= 0:
                 self._slot_free.clear()
-                await self._wait(self._slot_free.wait(), None)
+                await self._wait(self._slot_free.wait())
                 continue
             min_priority = Priority.LOW if free > self.reserved else Priority.HIGH
             try:
@@ -131,12 +131,17 @@ class Worker:
                 )
             except StoreUnavailable as exc:
                 log.warning("claim_failed", error=str(exc), retry_in=round(backoff, 2))
-                await self._wait(asyncio.sleep(backoff), None)
+                await self._wait(asyncio.sleep(backoff))
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = self.settings.poll_interval
             if not claims:
-                await self._wait(self.store.wait_for_work(self.settings.poll_interval), None)
+                idle: list[Awaitable[Any]] = [self.store.wait_for_work(self.settings.poll_interval)]
+                if min_priority is not Priority.LOW:
+                    # Only reserved slots are free: a finished send frees an ordinary one.
+                    self._slot_free.clear()
+                    idle.append(self._slot_free.wait())
+                await self._wait(*idle)
                 continue
             for claim in claims:
                 self._inflight[claim.id] = claim
@@ -147,14 +152,13 @@ class Worker:
                 # The queue ran dry: give the event loop to the sends before polling again.
                 await asyncio.sleep(0)
 
-    async def _wait(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
-        """Wait for ``awaitable`` or for stop(), whichever comes first."""
-        waiter = asyncio.ensure_future(awaitable)
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for fut in (waiter, stopper):
-            if not fut.done():
-                fut.cancel()
+    async def _wait(self, *awaitables: Awaitable[Any]) -> None:
+        """Wait for the first of ``awaitables``, or for stop(), whichever comes first."""
+        futures = {asyncio.ensure_future(a) for a in (*awaitables, self._stopping.wait())}
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        for future in futures:
+            if not future.done():
+                future.cancel()
 
     # -- sending ------------------------------------------------------------
 
