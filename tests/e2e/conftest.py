@@ -12,6 +12,7 @@ started, by their own pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,16 @@ class SMTPServer:
 def smtp_server() -> Iterator[SMTPServer]:
     """A recording SMTP server on 127.0.0.1, in a thread of the test process."""
     sink = Sink()
-    port = _free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
+    for tries_left in reversed(range(3)):
+        # The port is free when chosen; on the rare race with another binder, pick again.
+        port = _free_port()
+        controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
+        try:
+            controller.start()
+            break
+        except Exception:
+            if not tries_left:
+                raise
     try:
         yield SMTPServer("127.0.0.1", port, sink)
     finally:
@@ -215,10 +223,10 @@ class HeraldProcess:
 
     async def wait_exit(self, timeout: float) -> int | None:
         """The exit code, or None if it is still running after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while self.popen.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return self.popen.poll()
+        try:
+            return await asyncio.to_thread(self.popen.wait, timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def assert_running(self) -> None:
         if self.popen.poll() is not None:
@@ -284,10 +292,18 @@ class Herald:
         return process
 
     async def start_http(self, command: str, **overrides: str | float) -> HeraldProcess:
-        """Start ``herald api`` or ``herald up`` and wait until it is healthy."""
-        process = self.start(command, **overrides)
-        await wait_for_health(process)
-        return process
+        """Start ``herald api`` or ``herald up`` and wait until it is healthy.
+
+        A free port can be taken by someone else before the process binds it;
+        then (unless the caller chose the port) it is started again on another.
+        """
+        for tries_left in reversed(range(3)):
+            process = self.start(command, **overrides)
+            if await wait_for_health(
+                process, retry_port=tries_left > 0 and "HERALD_PORT" not in overrides
+            ):
+                return process
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def describe(self) -> str:
         return "\n".join(p.describe() for p in self.processes)
@@ -298,19 +314,27 @@ class Herald:
         timeout: float,
         what: str,
         interval: float = 0.05,
+        watch: Sequence[HeraldProcess] = (),
     ) -> Any:
-        """``poll`` that shows the processes' logs when it times out."""
-        return await poll(check, timeout, what, interval, diagnose=self.describe)
+        """``poll`` that shows the processes' logs when it times out.
+
+        Fails at once if a process in ``watch`` exits while waiting.
+        """
+
+        def checked() -> Any:
+            for process in watch:
+                process.assert_running()
+            return check()
+
+        return await poll(checked, timeout, what, interval, diagnose=self.describe)
 
     def cleanup(self) -> None:
         for process in self.processes:
             if process.popen.poll() is None:
                 process.popen.send_signal(signal.SIGKILL)
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
-                pass
 
     # -- looking at the store from outside -------------------------------------
 
@@ -330,16 +354,25 @@ class Herald:
         return {status: count for status, count in rows}
 
 
-async def wait_for_health(process: HeraldProcess, timeout: float = 20.0) -> None:
-    """Poll ``GET /api/health`` until it answers 200; fail at once if the process dies."""
+async def wait_for_health(
+    process: HeraldProcess, timeout: float = 20.0, retry_port: bool = False
+) -> bool:
+    """Poll ``GET /api/health`` until it answers 200; fail at once if the process dies.
+
+    With ``retry_port``, a process that died because its port was taken makes
+    this return False instead of failing, so the caller can try another port.
+    """
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=process.url, timeout=2.0) as client:
         while True:
+            died = process.popen.poll() is not None
+            if died and retry_port and "address already in use" in process.log_tail().lower():
+                return False
             process.assert_running()
             try:
                 response = await client.get("/api/health")
                 if response.status_code == 200:
-                    return
+                    return True
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
@@ -347,15 +380,18 @@ async def wait_for_health(process: HeraldProcess, timeout: float = 20.0) -> None
             await asyncio.sleep(0.05)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember a failed phase, so teardown knows to print the processes' logs."""
+    report = yield
     if report.failed:
         item.stash[_FAILED] = True
-
-
-_FAILED = pytest.StashKey[bool]()
+    return report
 
 
 @pytest.fixture

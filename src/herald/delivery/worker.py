@@ -97,7 +97,7 @@ class Worker:
             self._stopping.set()
             self._have_outcomes.set()
             await asyncio.gather(flusher, sweeper, return_exceptions=True)
-            await self._flush()
+            await self._flush(give_up_after=1.0)
             log.info("worker_stopped", delivered=self.delivered)
 
     async def _drain(self) -> None:
@@ -107,8 +107,9 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._flush()
-        leftover = list(self._inflight.values())
+        await self._flush(give_up_after=max(1.0, self.settings.shutdown_grace))
+        attempted = {o.claim.id for o in self._outcomes}  # sent, but not recorded
+        leftover = [c for c in self._inflight.values() if c.id not in attempted]
         if leftover:
             with contextlib.suppress(StoreUnavailable):
                 released = await self.store.release(leftover)
@@ -184,10 +185,11 @@ class Worker:
         else:
             elapsed = (time.perf_counter() - started) * 1000
             outcome = Sent(claim, receipt.provider, receipt.message_id, elapsed, time.time())
-        self._inflight.pop(claim.id, None)
+        # The slot stays taken until the outcome is committed (see _flush): a claim
+        # whose outcome is not yet recorded would be sent again after a crash, so
+        # it counts against the in-flight bound like a send in progress.
         self._outcomes.append(outcome)
         self._have_outcomes.set()
-        self._slot_free.set()
 
     def _retry_or_bury(
         self, claim: Claim, provider: str | None, error: str, retry_after: float | None
@@ -208,8 +210,14 @@ class Worker:
             self._have_outcomes.clear()
             await self._flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self, give_up_after: float | None = None) -> None:
+        """Commit pending outcomes, retrying while the store is unavailable.
+
+        With ``give_up_after`` (shutdown) it stops trying after that many
+        seconds: the rows' leases expire and another worker sends them again.
+        """
         backoff = 0.05
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             try:
@@ -218,9 +226,15 @@ class Worker:
                 # Keep them: the lease protects the rows until the store is back.
                 self._outcomes[:0] = batch
                 log.warning("complete_failed", error=str(exc), pending=len(self._outcomes))
+                if deadline is not None and time.monotonic() > deadline:
+                    log.error("outcomes_unrecorded", count=len(self._outcomes))
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            for outcome in batch:
+                self._inflight.pop(outcome.claim.id, None)
+            self._slot_free.set()
             self.delivered += sum(1 for o in batch if isinstance(o, Sent))
 
     async def _sweep_loop(self) -> None:
