@@ -28,6 +28,11 @@ def _serve(settings: Settings, deliver: bool) -> None:
 
     from .api.app import create_app
 
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal
+    # again under the handlers it found; these make that second delivery a no-op
+    # so a clean shutdown exits 0, as `herald worker` does.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         create_app(settings, deliver=deliver),
         host=settings.host,

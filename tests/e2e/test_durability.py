@@ -243,3 +243,7 @@ async def test_refusals_end_in_the_dlq_with_a_full_audit_trail(herald, smtp_serv
     assert logs[-1]["metadata"]["permanent"] is True
     assert sink.attempts[ids["perm"]] == 1
     assert sink.received[ids["perm"]] == 0
+
+    # `herald up` shuts down cleanly on SIGTERM, like `herald worker`.
+    up.terminate()
+    assert await up.wait_exit(timeout=15) == 0, up.describe()

@@ -1,0 +1,469 @@
+"""Helpers shared by the benchmarks in this directory; nothing here measures anything.
+
+Free ports, temporary directories, starting a Herald process with an environment
+built from scratch and stopping it again (by its own pid only), CPU pinning with
+``taskset``, a process's peak RSS, read-only SQLite access, and reporting: an
+aligned block of figures, one greppable ``RESULT`` line, an entry appended to
+``bench/results/<name>.json`` (git-ignored) and, for ``run_all.py``, an optional
+summary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run or its result failed a check."""
+
+
+# -- process hygiene -----------------------------------------------------------
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks stop what we started."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def line_buffered() -> None:
+    """Flush every line, so output interleaves correctly under run_all.py."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str = "herald-bench-") -> Iterator[Path]:
+    """A fresh directory, removed with everything in it on the way out."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- CPU pinning ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Where the server and the load generator run (``None``: anywhere)."""
+
+    server_cpu: int | None
+    client_cpu: int | None
+    description: str
+
+
+def taskset_prefix(cpu: int | None) -> list[str]:
+    """``taskset -c CPU`` to put in front of a command, or nothing."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def choose_pinning(enabled: bool) -> Pinning:
+    """Server on the first CPU we may use, client on the second, if taskset can."""
+    if not enabled:
+        return Pinning(None, None, "not pinned (--no-pin)")
+    if shutil.which("taskset") is None:
+        return Pinning(None, None, "not pinned (taskset not found)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return Pinning(None, None, f"not pinned (only CPU {cpus} available)")
+    server, client = cpus[0], cpus[1]
+    return Pinning(server, client, f"taskset: herald on CPU {server}, client on CPU {client}")
+
+
+# -- Herald processes ----------------------------------------------------------
+
+
+def _settings_variables() -> set[str]:
+    """Every environment variable Herald's Settings reads, upper-cased."""
+    from pydantic import AliasChoices
+
+    from herald.config import Settings
+
+    names: set[str] = set()
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(c.upper() for c in alias.choices if isinstance(c, str))
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+    return names
+
+
+def herald_env(database: Path, **settings: object) -> dict[str, str]:
+    """The caller's environment without any Herald setting, plus ``settings``.
+
+    Keys are Herald setting names without the prefix (``fault_latency_ms=0``
+    becomes ``HERALD_FAULT_LATENCY_MS=0``); ``None`` values are left out.
+    The log level defaults to ``warning``.
+    """
+    drop = _settings_variables()
+    env = {
+        k: v for k, v in os.environ.items() if k.upper() not in drop and not k.startswith("HERALD_")
+    }
+    env["HERALD_DATABASE_URL"] = f"sqlite:///{database}"
+    env["HERALD_LOG_LEVEL"] = "warning"
+    for key, value in settings.items():
+        if value is not None:
+            env[f"HERALD_{key.upper()}"] = str(value)
+    return env
+
+
+def herald_command(*args: str) -> list[str]:
+    """``herald ARGS`` from the running interpreter's environment."""
+    script = Path(sys.executable).with_name("herald")
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "herald.cli", *args]
+
+
+@dataclass
+class Service:
+    """A process this benchmark started; its output goes to ``log_path``."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def check_running(self) -> None:
+        if not self.running():
+            raise BenchError(
+                f"{self.name} exited early with code {self.process.returncode}\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        tail = text.splitlines()[-lines:]
+        return "\n".join(f"  | {line}" for line in tail) if tail else "  (log is empty)"
+
+    def peak_rss_kib(self) -> int | None:
+        return peak_rss_kib(self.pid) if self.running() else None
+
+    def stopped_cleanly(self) -> bool:
+        """Exited 0, or re-raised the SIGTERM it was stopped with (uvicorn does)."""
+        return self.process.returncode in (0, -signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit code."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"warning: {self.name} ignored SIGTERM for {timeout:.0f}s; killing it")
+                    self.process.kill()
+                    self.process.wait(10)
+        finally:
+            self._log.close()
+        return self.process.returncode
+
+
+def start_service(
+    name: str, command: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
+) -> Service:
+    """Start ``command`` in ``cwd`` (so no stray ``.env`` is read), output to a file."""
+    log = log_path.open("wb")
+    try:
+        process = subprocess.Popen(
+            list(command),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    except BaseException:
+        log.close()
+        raise
+    return Service(name, process, log_path, log)
+
+
+def start_herald(
+    mode: str,
+    env: Mapping[str, str],
+    workdir: Path,
+    cpu: int | None = None,
+) -> Service:
+    """Start ``herald MODE`` (``api``, ``worker`` or ``up``), pinned to ``cpu`` if given.
+
+    ``taskset`` execs the command, so the pid is Herald's own.
+    """
+    command = [*taskset_prefix(cpu), *herald_command(mode)]
+    return start_service(f"herald {mode}", command, env, workdir, workdir / f"herald-{mode}.log")
+
+
+def wait_healthy(service: Service, port: int, timeout: float = 30.0) -> float:
+    """Poll ``GET /api/health`` until it answers 200; returns the seconds it took."""
+    url = f"http://127.0.0.1:{port}/api/health"
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < timeout:
+        service.check_running()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise BenchError(
+        f"{service.name} not healthy after {timeout:.0f}s ({last})\n{service.log_tail()}"
+    )
+
+
+def http_json(
+    method: str, url: str, body: object | None = None, timeout: float = 10.0
+) -> tuple[int, Any]:
+    """One request with an optional JSON body; returns (status, decoded JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """The process's peak resident set size (``VmHWM``) in KiB, if readable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# -- SQLite ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_readonly(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only, autocommit connection (no transaction is held between queries)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        yield conn
+    finally:
+        conn.close()
+
+
+def scalar(conn: sqlite3.Connection, query: str, *params: object) -> Any:
+    return conn.execute(query, params).fetchone()[0]
+
+
+# -- the sample notification ---------------------------------------------------
+
+
+def sample_email(n: int = 0) -> dict[str, Any]:
+    """A realistic EMAIL notification as ``POST /api/notifications`` takes it."""
+    return {
+        "type": "EMAIL",
+        "recipient": f"customer{n}@example.com",
+        "subject": f"Your order #{100000 + n} has shipped",
+        "message": (
+            "Hi there,\n\nGood news: your order is on its way. It left our warehouse "
+            "this morning and should arrive within 2-3 business days. You can follow "
+            "the parcel with the tracking link in your account.\n\nThanks for shopping "
+            "with us!\nThe WaveCom team"
+        ),
+        "html": (
+            "<p>Hi there,</p><p>Good news: your order is on its way. It left our "
+            "warehouse this morning and should arrive within <b>2-3 business days</b>."
+            '</p><p><a href="https://shop.example.com/orders/track">Track your parcel'
+            "</a></p><p>Thanks for shopping with us!<br>The WaveCom team</p>"
+        ),
+        "priority": "MEDIUM",
+        "metadata": {
+            "userId": str(12345 + n),
+            "orderId": f"ORD-{100000 + n}",
+            "campaign": "order-shipped",
+            "locale": "en-GB",
+        },
+    }
+
+
+# -- reporting -----------------------------------------------------------------
+
+
+def fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def fmt_mib(kib: int | None) -> str:
+    return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def print_figures(title: str, figures: Mapping[str, str]) -> None:
+    """An aligned block: the title, then one ``label  value`` line per figure."""
+    width = max((len(label) for label in figures), default=0)
+    print(f"\n{title}")
+    for label, value in figures.items():
+        print(f"  {label:<{width}}  {value}")
+
+
+def print_result_line(name: str, metrics: Mapping[str, object]) -> None:
+    """One greppable line: ``RESULT name key=value ...``."""
+    parts = " ".join(f"{key}={_compact(value)}" for key, value in metrics.items())
+    print(f"RESULT {name} {parts}")
+
+
+def _compact(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}:{_compact(v)}" for k, v in value.items())
+    return str(value).replace(" ", "_")
+
+
+def _git_revision() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def record(
+    name: str,
+    params: Mapping[str, object],
+    metrics: Mapping[str, object],
+    ok: bool,
+) -> Path:
+    """Append one run to ``bench/results/<name>.json`` (a JSON list); returns the path."""
+    entry = {
+        "benchmark": name,
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git": _git_revision(),
+        "host": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+        },
+        "ok": ok,
+        "params": dict(params),
+        "metrics": dict(metrics),
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    runs: list[Any] = []
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            if not isinstance(loaded, list):
+                raise ValueError("not a list")
+            runs = loaded
+        except ValueError as exc:
+            aside = path.with_suffix(f".broken-{int(time.time())}.json")
+            path.rename(aside)
+            print(f"warning: {path} was unreadable ({exc}); moved to {aside.name}")
+    runs.append(entry)
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(runs, indent=2) + "\n")
+    partial.replace(path)
+    return path
+
+
+def add_reporting_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not append this run to bench/results/<name>.json",
+    )
+    parser.add_argument(
+        "--summary-json",
+        type=Path,
+        metavar="PATH",
+        help="also write this run's figures to PATH as JSON (run_all.py uses it)",
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    name: str,
+    title: str,
+    figures: Mapping[str, str],
+    metrics: Mapping[str, object],
+    params: Mapping[str, object],
+    ok: bool,
+) -> None:
+    """Print the figures and the RESULT line; record them where the flags say."""
+    print_figures(title, figures)
+    print_result_line(name, {"ok": ok, **metrics})
+    if not args.no_record:
+        path = record(name, params, metrics, ok)
+        print(f"recorded in {path.relative_to(ROOT)}")
+    if args.summary_json is not None:
+        summary = {"benchmark": name, "ok": ok, "figures": dict(figures), "metrics": dict(metrics)}
+        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
