@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +69,31 @@ def canonical_queue(name: str) -> str | None:
     return name if name in ALL_QUEUES else None
 
 
-def new_id(now: float | None = None) -> str:
-    """A 32-hex-digit id that sorts by creation time (48-bit ms + 80 random bits).
+_id_lock = threading.Lock()
+_id_last_ms = 0
+_id_sequence = 0
 
-    Time order keeps inserts at the right edge of the primary-key index.
+
+def new_id(now: float | None = None) -> str:
+    """A 32-hex-digit id that sorts by creation time: 48-bit ms, 16-bit sequence, 64 random bits.
+
+    Time order keeps inserts at the right edge of the primary-key index, and
+    the sequence keeps ids made in one millisecond by one process in order.
     """
+    global _id_last_ms, _id_sequence
     ms = int((time.time() if now is None else now) * 1000)
-    return f"{ms:012x}{os.urandom(10).hex()}"
+    with _id_lock:
+        if ms <= _id_last_ms:
+            ms = _id_last_ms  # never step back, even if the clock does
+            _id_sequence += 1
+            if _id_sequence > 0xFFFF:
+                ms += 1
+                _id_sequence = 0
+        else:
+            _id_sequence = 0
+        _id_last_ms = ms
+        sequence = _id_sequence
+    return f"{ms:012x}{sequence:04x}{os.urandom(8).hex()}"
 
 
 @dataclass(frozen=True, slots=True)
