@@ -10,8 +10,9 @@ SQLite store in a temporary directory with SQLiteStore.create, in chunks of
 5,000 (the seeding rate is printed too, but is not the point). Then
 `herald worker` is started with HERALD_EMAIL_PROVIDERS=fault,
 HERALD_FAULT_LATENCY_MS=0, HERALD_FAULT_FAILURE_RATE=0 and
-HERALD_LOG_LEVEL=warning, and the file is polled read-only every 0.2 s with
-``SELECT count(*) FROM notifications WHERE status='SENT'`` until all N are SENT.
+HERALD_LOG_LEVEL=warning, and the file is polled read-only every 0.2 s for the
+rows still queued or leased (through the store's partial indexes, so the poll
+costs the worker almost nothing) until none are left.
 
 Two rates are reported:
   * wall: N / (process start until the poll that sees all N SENT); nothing is
@@ -54,7 +55,14 @@ from herald.models import Channel, NewNotification, Priority
 from herald.store.sqlite import SQLiteStore
 
 NAME = "drain"
-SENT_QUERY = "SELECT count(*) FROM notifications WHERE status = 'SENT'"
+# Counting SENT rows scans the whole table and, at 100,000 rows, takes a real
+# share of the second core from the worker; the rows still to do are found
+# through the worker's own partial indexes (ready and leased) instead.
+PENDING_QUERY = (
+    "SELECT (SELECT count(*) FROM notifications"
+    " WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING'))"
+    " + (SELECT count(*) FROM notifications WHERE status = 'PROCESSING')"
+)
 POLL_INTERVAL = 0.2
 PROGRESS_EVERY = 5.0
 
@@ -99,7 +107,7 @@ def wait_drained(
     with sqlite_readonly(database) as conn:
         while True:
             worker.check_running()
-            sent = int(scalar(conn, SENT_QUERY))
+            sent = count - int(scalar(conn, PENDING_QUERY))
             now = time.monotonic()
             if sent and first_seen is None:
                 first_seen = now - started

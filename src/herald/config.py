@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         1024, ge=1, le=10_000, validation_alias=_env("WORKER_CONCURRENCY", "MAIL_QUEUE_CONCURRENCY")
     )
     reserved_slots: int | None = Field(None, ge=0, validation_alias=_env("RESERVED_SLOTS"))
-    claim_batch: int = Field(1000, ge=1, le=5000, validation_alias=_env("CLAIM_BATCH"))
+    claim_batch: int = Field(500, ge=1, le=5000, validation_alias=_env("CLAIM_BATCH"))
     lease_seconds: float = Field(60.0, gt=0, validation_alias=_env("LEASE_SECONDS"))
     sweep_interval: float = Field(5.0, gt=0, validation_alias=_env("SWEEP_INTERVAL"))
     poll_interval: float = Field(0.05, gt=0, validation_alias=_env("POLL_INTERVAL"))
