@@ -7,6 +7,7 @@
     ├── DeliveryError          raised by a provider's ``send``
     │   ├── TransientError     a later attempt may succeed (may carry retry_after)
     │   └── PermanentError     no attempt will succeed (bad address, 5xx reply)
+    │       └── UnregisteredRecipient  the device token or endpoint is gone for good
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or is locked
         └── NotFound           no such row for this tenant
@@ -41,6 +42,11 @@ class TransientError(DeliveryError):
 
 class PermanentError(DeliveryError):
     """Retrying cannot help: the notification goes straight to the DLQ."""
+
+
+class UnregisteredRecipient(PermanentError):
+    """The provider says the recipient no longer exists (FCM UNREGISTERED, APNs 410,
+    Web Push 404/410, webhook 410): later sends to it are refused without a call."""
 
 
 class StoreError(HeraldError):
