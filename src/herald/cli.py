@@ -10,6 +10,7 @@ from typing import Any
 import click
 import orjson
 
+from . import ops
 from .config import Settings
 from .engine import Engine
 from .logs import configure
@@ -46,8 +47,11 @@ def _serve(settings: Settings, deliver: bool) -> None:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Herald: self-hosted notification delivery."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = _settings
 
 
 @main.command()
@@ -163,6 +167,10 @@ def _run_async(coro: Any) -> None:
         uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is a dependency
         asyncio.run(coro)
+
+
+for command in (ops.queues, ops.dlq, ops.stats, ops.clean):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     cleanup_days: int = Field(
         30, ge=1, validation_alias=_env("CLEANUP_DAYS", "NOTIFICATION_CLEANUP_DAYS")
     )
+    cleanup_interval: float = Field(3600.0, gt=0, validation_alias=_env("CLEANUP_INTERVAL"))
+    idempotency_ttl_hours: float = Field(
+        24.0, ge=24.0, validation_alias=_env("IDEMPOTENCY_TTL_HOURS")
+    )
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS"))
 
     @field_validator(

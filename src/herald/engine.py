@@ -12,6 +12,7 @@ import time
 
 import structlog
 
+from . import retention
 from .config import Settings
 from .delivery.worker import Chain, Worker
 from .models import Channel
@@ -32,6 +33,7 @@ class Engine:
         self.providers: ProviderSet | None = None
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -40,6 +42,9 @@ class Engine:
             chains = {c.value: Chain(self.providers.chain(c)) for c in Channel}
             self.worker = Worker(self.store, chains, self.settings, self.ladder)
             self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
+            self._retention_task = asyncio.create_task(
+                retention.run_forever(self.store, self.settings), name="herald-retention"
+            )
         log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
 
     @property
@@ -57,6 +62,9 @@ class Engine:
 
     async def stop(self) -> None:
         self.stop_delivery()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
         if self._worker_task is not None:
             await self._worker_task
         if self.providers is not None:

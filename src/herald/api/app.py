@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import Settings
 from ..engine import Engine
-from . import errors, ingest, notifications, system
+from . import bulk, dlq, errors, idempotency, ingest, notifications, notify, queues, system
 from .json import JSONBody
 
 
@@ -36,9 +36,16 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
         default_response_class=JSONBody,
     )
     errors.install(app)
+    app.include_router(bulk.router)  # before /{notification_id} routes of the same prefix
     app.include_router(notifications.router)
     app.include_router(system.router)
+    app.include_router(notify.router)
+    app.include_router(queues.router)
+    app.include_router(dlq.router)
     max_bytes, instance = settings.max_body_bytes, settings.instance
+    app.add_middleware(
+        idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours
+    )
     app.add_middleware(errors.BodyLimitAndIdentity, max_bytes=max_bytes, instance=instance)
     # Added last, so it is outermost: the ingest hot path skips every layer below.
     app.add_middleware(

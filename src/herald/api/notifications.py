@@ -104,11 +104,28 @@ async def list_notifications(
     found = await engine.store.find(DEFAULT_TENANT, where, page, limit)
     data = {
         "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
-        "pagination": {
-            "currentPage": page,
-            "totalPages": (found.total + limit - 1) // limit,
-            "totalItems": found.total,
-            "itemsPerPage": limit,
-        },
+        "pagination": present.pagination(found),
     }
     return JSONBody({"success": True, "data": data})
+
+
+@router.post(
+    "/{notification_id}/cancel",
+    response_model=Envelope[NotificationOut],
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: ERRORS[503]},
+    summary="Cancel a notification that is not yet sent (queued, scheduled or retrying)",
+)
+async def cancel_notification(notification_id: str, request: Request) -> JSONBody:
+    engine = _engine(request)
+    cancelled = await engine.store.cancel(DEFAULT_TENANT, notification_id)
+    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    if found is None:
+        raise HTTPException(404, f"Notification {notification_id!r} not found")
+    if not cancelled:
+        why = "is being delivered right now" if found.status is Status.PROCESSING else "is final"
+        raise HTTPException(
+            409,
+            f"Notification {notification_id!r} is {found.status.value} and {why}; not cancelled",
+        )
+    data = present.notification(found, engine.max_attempts)
+    return JSONBody({"success": True, "data": data, "message": "Notification cancelled"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import AuditEntry, MailboxMessage, Notification, Stats
+from ..models import AuditEntry, MailboxMessage, Notification, Page, QueueCounts, Stats
 
 
 def iso(ts: float | None) -> str | None:
@@ -75,4 +75,24 @@ def mailbox_item(m: MailboxMessage) -> dict[str, Any]:
         "message": m.body,
         "html": m.html,
         "receivedAt": iso(m.at),
+    }
+
+
+def queue(q: QueueCounts) -> dict[str, Any]:
+    return {
+        "waiting": q.waiting,
+        "active": q.active,
+        "delayed": q.delayed,
+        "completed": q.completed,
+        "failed": q.failed,
+        "paused": q.paused,
+    }
+
+
+def pagination(page: Page) -> dict[str, int]:
+    return {
+        "currentPage": page.page,
+        "totalPages": (page.total + page.limit - 1) // page.limit,
+        "totalItems": page.total,
+        "itemsPerPage": page.limit,
     }

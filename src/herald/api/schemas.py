@@ -61,6 +61,13 @@ class NotificationIn(BaseModel):
     scheduledAt: datetime | None = Field(
         None, description="Deliver at this time (ISO 8601); a past time means now."
     )
+    delaySeconds: int | None = Field(
+        None,
+        ge=0,
+        le=31_536_000,
+        validate_default=True,
+        description="Deliver this many seconds from now (instead of `scheduledAt`).",
+    )
 
     @field_validator("recipient")
     @classmethod
@@ -101,6 +108,19 @@ class NotificationIn(BaseModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @field_validator("delaySeconds")
+    @classmethod
+    def _one_schedule(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("scheduledAt") is not None:
+            raise ValueError("give either scheduledAt or delaySeconds, not both")
+        return value
+
+    def due_at(self, now: float) -> float | None:
+        """When to deliver, as POSIX seconds; None for now."""
+        if self.delaySeconds:
+            return now + self.delaySeconds
+        return self.scheduledAt.timestamp() if self.scheduledAt else None
 
 
 class NotificationOut(BaseModel):

@@ -38,6 +38,22 @@ from ..models import (
 
 
 @dataclass(frozen=True, slots=True)
+class DlqFilter:
+    channel: Channel | None = None
+    error: str | None = None  # a substring of the last error, any case
+    since: float | None = None  # failed at or after
+    until: float | None = None  # failed before
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    request_hash: str
+    status_code: int | None  # None: the first request is still being answered
+    response: bytes | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ListFilter:
     status: Status | None = None
     channel: Channel | None = None
@@ -89,6 +105,57 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
+        """Cancel a notification not yet sent nor being sent; False if it was not cancellable."""
+
+    @abc.abstractmethod
+    async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
+        """Dead letters, most recent failure first."""
+
+    @abc.abstractmethod
+    async def replay(
+        self, tenant_id: str, ids: Sequence[str] | None, where: DlqFilter | None, actor: str,
+        limit: int = 10_000,
+    ) -> list[str]:  # fmt: skip
+        """Put dead letters back on their channel's queue with a fresh ladder.
+
+        By ``ids``, or else by ``where`` (at most ``limit``); each gets an audit
+        row naming ``actor``. Returns the ids replayed.
+        """
+
+    @abc.abstractmethod
+    async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
+        """Delete a dead letter and its history; False if it is not in the DLQ."""
+
+    @abc.abstractmethod
+    async def clean(self, created_before: float, batch: int = 5000) -> int:
+        """Delete SENT notifications created before the time, with their history.
+
+        FAILED ones stay until replayed or deleted. Returns how many went.
+        """
+
+    @abc.abstractmethod
+    async def idempotency_begin(
+        self, tenant_id: str, key: str, request_hash: str, expired_before: float
+    ) -> IdempotencyRecord | None:
+        """Claim ``key`` for a new request, or return the record already there.
+
+        A record created before ``expired_before`` is forgotten and the key claimed anew.
+        """
+
+    @abc.abstractmethod
+    async def idempotency_finish(
+        self, tenant_id: str, key: str, status_code: int, response: bytes
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def idempotency_abandon(self, tenant_id: str, key: str) -> None:
+        """Forget an unfinished claim (the request failed), so a retry may run."""
+
+    @abc.abstractmethod
+    async def idempotency_expire(self, created_before: float) -> int: ...
 
     @abc.abstractmethod
     async def mailbox(

@@ -43,7 +43,7 @@ from ..models import (
     new_id,
 )
 from . import sql
-from .base import ListFilter, Store
+from .base import DlqFilter, IdempotencyRecord, ListFilter, Store
 from .groupcommit import GroupCommitWriter
 from .rows import breakdown_stats, notification_from_row, queue_counts
 
@@ -209,6 +209,117 @@ class SQLiteStore(Store):
             lambda c: c.execute(Q["set_paused"], (queue, int(paused), now)), wakes=True
         )
 
+    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            params = {"tenant": tenant_id, "id": notification_id, "now": now}
+            if conn.execute(Q["cancel"], params).fetchone() is None:
+                return False
+            audit = (
+                notification_id,
+                tenant_id,
+                "CANCELLED",
+                "Cancelled before delivery",
+                now,
+                None,
+            )
+            conn.execute(Q["insert_audit"], audit)
+            return True
+
+        return await self._write(write)
+
+    async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
+        params = {**_dlq_params(tenant_id, where), "limit": limit, "offset": (page - 1) * limit}
+
+        def read(conn: sqlite3.Connection) -> Page:
+            total = conn.execute(Q["dlq_count"], params).fetchone()[0]
+            rows = conn.execute(Q["dlq_filtered"], params).fetchall()
+            return Page([notification_from_row(r) for r in rows], total, page, limit)
+
+        return await self._read(read)
+
+    async def replay(
+        self, tenant_id: str, ids: Sequence[str] | None, where: DlqFilter | None, actor: str,
+        limit: int = 10_000,
+    ) -> list[str]:  # fmt: skip
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            chosen = list(ids or [])
+            if ids is None:
+                params = {**_dlq_params(tenant_id, where or DlqFilter()), "limit": limit}
+                chosen = [r[0] for r in conn.execute(Q["dlq_ids"], params)]
+            done = []
+            for notification_id in chosen:
+                params = {"tenant": tenant_id, "id": notification_id, "now": now}
+                if conn.execute(Q["replay"], params).rowcount:
+                    done.append(notification_id)
+            text = f"Replayed from the DLQ by {actor}; the retry ladder starts again"
+            meta = orjson.dumps({"actor": actor}).decode()
+            rows = [(i, tenant_id, "QUEUED", text, now, meta) for i in done]
+            conn.executemany(Q["insert_audit"], rows)
+            return done
+
+        return await self._write(write, wakes=True)
+
+    async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            params = {"tenant": tenant_id, "id": notification_id}
+            if not conn.execute(Q["dlq_delete"], params).rowcount:
+                return False
+            conn.execute(Q["delete_audit"], (notification_id,))
+            conn.execute(Q["delete_mailbox"], (notification_id,))
+            return True
+
+        return await self._write(write)
+
+    async def clean(self, created_before: float, batch: int = 5000) -> int:
+        bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time
+
+        def write(conn: sqlite3.Connection) -> int:
+            ids = [(r[0],) for r in conn.execute(Q["old_sent"], (bound, batch))]
+            for query in ("delete_audit", "delete_mailbox", "delete_notification"):
+                conn.executemany(Q[query], ids)
+            return len(ids)
+
+        removed = 0
+        while True:  # in batches, so the writer is never held for long
+            done = await self._write(write)
+            removed += done
+            if done < batch:
+                return removed
+
+    async def idempotency_begin(
+        self, tenant_id: str, key: str, request_hash: str, expired_before: float
+    ) -> IdempotencyRecord | None:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = conn.execute(Q["idempotency_get"], (tenant_id, key)).fetchone()
+            if row is not None and row[3] >= expired_before:
+                return IdempotencyRecord(row[0], row[1], row[2], row[3])
+            if row is not None:
+                conn.execute(Q["idempotency_forget"], (tenant_id, key))
+            conn.execute(Q["idempotency_claim"], (tenant_id, key, request_hash, now))
+            return None
+
+        return await self._write(write)
+
+    async def idempotency_finish(
+        self, tenant_id: str, key: str, status_code: int, response: bytes
+    ) -> None:
+        params = (status_code, response, tenant_id, key)
+        await self._write(lambda c: c.execute(Q["idempotency_finish"], params))
+
+    async def idempotency_abandon(self, tenant_id: str, key: str) -> None:
+        await self._write(lambda c: c.execute(Q["idempotency_abandon"], (tenant_id, key)))
+
+    async def idempotency_expire(self, created_before: float) -> int:
+        return await self._write(
+            lambda c: c.execute(Q["idempotency_expire"], (created_before,)).rowcount
+        )
+
     async def mailbox(
         self, tenant_id: str, limit: int, channel: Channel | None = None
     ) -> list[MailboxMessage]:
@@ -256,6 +367,16 @@ class SQLiteStore(Store):
         await self._write(
             lambda c: c.execute(Q["capture"], (*values, m.subject, m.body, m.html, m.at))
         )
+
+
+def _dlq_params(tenant_id: str, where: DlqFilter) -> dict[str, Any]:
+    return {
+        "tenant": tenant_id,
+        "channel": where.channel.value if where.channel else None,
+        "error": where.error or None,
+        "since": where.since,
+        "until": where.until,
+    }
 
 
 # -- write transactions (run on the writer thread) -----------------------------

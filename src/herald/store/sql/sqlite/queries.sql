@@ -129,3 +129,80 @@ SELECT id, notification_id, tenant_id, channel, recipient, subject, body, html, 
 FROM mailbox
 WHERE tenant_id = :tenant AND (:channel IS NULL OR channel = :channel)
 ORDER BY at DESC LIMIT :limit;
+
+-- name: cancel
+UPDATE notifications
+SET status = 'CANCELLED', updated_at = :now, lease_until = NULL, claim_token = NULL
+WHERE tenant_id = :tenant AND id = :id AND status IN ('QUEUED', 'SCHEDULED', 'RETRYING')
+RETURNING id;
+
+-- name: dlq_filtered
+SELECT * FROM notifications
+WHERE tenant_id = :tenant AND status = 'FAILED' AND queue = 'dlq'
+  AND (:channel IS NULL OR channel = :channel)
+  AND (:error IS NULL OR instr(lower(coalesce(last_error, '')), lower(:error)) > 0)
+  AND (:since IS NULL OR failed_at >= :since)
+  AND (:until IS NULL OR failed_at < :until)
+ORDER BY failed_at DESC, id DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: dlq_count
+SELECT count(*) FROM notifications
+WHERE tenant_id = :tenant AND status = 'FAILED' AND queue = 'dlq'
+  AND (:channel IS NULL OR channel = :channel)
+  AND (:error IS NULL OR instr(lower(coalesce(last_error, '')), lower(:error)) > 0)
+  AND (:since IS NULL OR failed_at >= :since)
+  AND (:until IS NULL OR failed_at < :until);
+
+-- name: dlq_ids
+SELECT id FROM notifications
+WHERE tenant_id = :tenant AND status = 'FAILED' AND queue = 'dlq'
+  AND (:channel IS NULL OR channel = :channel)
+  AND (:error IS NULL OR instr(lower(coalesce(last_error, '')), lower(:error)) > 0)
+  AND (:since IS NULL OR failed_at >= :since)
+  AND (:until IS NULL OR failed_at < :until)
+ORDER BY failed_at
+LIMIT :limit;
+
+-- name: replay
+UPDATE notifications
+SET status = 'QUEUED', queue = lower(channel), attempts = 0, stage = 0, due_at = :now,
+    failed_at = NULL, updated_at = :now, lease_until = NULL, claim_token = NULL
+WHERE tenant_id = :tenant AND id = :id AND status = 'FAILED' AND queue = 'dlq';
+
+-- name: dlq_delete
+DELETE FROM notifications
+WHERE tenant_id = :tenant AND id = :id AND status = 'FAILED' AND queue = 'dlq';
+
+-- name: old_sent
+SELECT id, tenant_id FROM notifications WHERE id < ? AND status = 'SENT' LIMIT ?;
+
+-- name: delete_notification
+DELETE FROM notifications WHERE id = ?;
+
+-- name: delete_audit
+DELETE FROM audit WHERE notification_id = ?;
+
+-- name: delete_mailbox
+DELETE FROM mailbox WHERE notification_id = ?;
+
+-- name: idempotency_get
+SELECT request_hash, status_code, response, created_at FROM idempotency
+WHERE tenant_id = ? AND key = ?;
+
+-- name: idempotency_claim
+INSERT INTO idempotency (tenant_id, key, request_hash, status_code, response, created_at)
+VALUES (?, ?, ?, NULL, NULL, ?);
+
+-- name: idempotency_finish
+UPDATE idempotency SET status_code = ?, response = ?
+WHERE tenant_id = ? AND key = ? AND status_code IS NULL;
+
+-- name: idempotency_abandon
+DELETE FROM idempotency WHERE tenant_id = ? AND key = ? AND status_code IS NULL;
+
+-- name: idempotency_forget
+DELETE FROM idempotency WHERE tenant_id = ? AND key = ?;
+
+-- name: idempotency_expire
+DELETE FROM idempotency WHERE created_at < ?;

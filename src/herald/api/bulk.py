@@ -1,0 +1,146 @@
+"""``POST /api/notifications/bulk`` (seed 002): up to 1,000 notifications in one request.
+
+The whole body is validated in one pass; items with errors are reported by
+index and reason while the valid ones are stored together in one commit. With
+``?atomic=true`` a single invalid item refuses the whole request.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import from_json
+
+from ..models import Status
+from .errors import validation_body
+from .ingest import to_new
+from .json import JSONBody
+from .schemas import Envelope, ErrorBody, FieldError, NotificationIn
+
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+MAX_ITEMS = 1000
+
+
+class BulkIn(BaseModel):
+    notifications: list[NotificationIn] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class BulkItem(BaseModel):
+    index: int
+    status: str  # "accepted" or "rejected"
+    id: str | None = None
+    notificationStatus: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class BulkResult(BaseModel):
+    accepted: int
+    rejected: int
+    atomic: bool
+    results: list[BulkItem]
+
+
+#: The body is read raw (to accept the valid items of a partly invalid list), so
+#: its schema is given to OpenAPI by hand; NotificationIn is a component already.
+BULK_SCHEMA = {
+    "type": "object",
+    "required": ["notifications"],
+    "additionalProperties": False,
+    "properties": {
+        "notifications": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_ITEMS,
+            "items": {"$ref": "#/components/schemas/NotificationIn"},
+        }
+    },
+}
+
+
+def _split_errors(errors: list[Any]) -> tuple[dict[int, list[dict[str, str]]], list[Any]]:
+    """Item errors by index, and errors about the request as a whole."""
+    by_index: dict[int, list[dict[str, str]]] = defaultdict(list)
+    whole = []
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) >= 2 and loc[0] == "notifications" and isinstance(loc[1], int):
+            field = ".".join(str(p) for p in loc[2:]) or "item"
+            by_index[loc[1]].append(
+                {"field": field, "message": error["msg"].removeprefix("Value error, ")}
+            )
+        else:
+            whole.append(error)
+    return by_index, whole
+
+
+@router.post(
+    "/bulk",
+    status_code=201,
+    response_model=Envelope[BulkResult],
+    responses={
+        400: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: {"model": ErrorBody, "description": "Nothing was stored; each item says why."},
+        503: {"model": ErrorBody},
+    },
+    summary="Create up to 1,000 notifications; a result per item",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BULK_SCHEMA}}}
+    },
+)
+async def create_bulk(
+    request: Request, atomic: Annotated[bool, Query(description="All or nothing.")] = False
+) -> JSONBody:
+    raw = await request.body()
+    try:
+        items = BulkIn.model_validate_json(raw).notifications
+        valid: dict[int, NotificationIn] = dict(enumerate(items))
+        rejected: dict[int, list[dict[str, str]]] = {}
+    except ValidationError as exc:
+        rejected, whole = _split_errors(exc.errors())
+        if whole or not rejected:
+            status, body = validation_body(whole or exc.errors())
+            return JSONBody(body, status_code=status)
+        valid = _valid_items(raw, rejected)
+    if rejected and (atomic or not valid):
+        results = _results({}, rejected, atomic)
+        message = "Nothing was stored: " + (
+            "the request is atomic and some items are invalid"
+            if atomic
+            else "every item is invalid"
+        )
+        return JSONBody({"success": False, "message": message, "errors": [], "data": results},
+                        status_code=422)  # fmt: skip
+    stored = await request.app.state.engine.store.create([to_new(b) for b in valid.values()])
+    accepted = dict(zip(valid, stored, strict=True))
+    data = _results(accepted, rejected, atomic)
+    message = f"{len(accepted)} accepted, {len(rejected)} rejected"
+    return JSONBody({"success": True, "data": data, "message": message}, status_code=201)
+
+
+def _valid_items(raw: bytes, rejected: dict[int, Any]) -> dict[int, NotificationIn]:
+    """Re-validate the items that had no errors (the slow path, only with bad items)."""
+    items = from_json(raw)["notifications"]
+    return {
+        i: NotificationIn.model_validate(item) for i, item in enumerate(items) if i not in rejected
+    }
+
+
+def _results(
+    accepted: dict[int, Any], rejected: dict[int, list[dict[str, str]]], atomic: bool
+) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for index in sorted((*accepted, *rejected)):
+        if index in accepted:
+            n = accepted[index]
+            status = Status(n.status).value
+            results.append({"index": index, "status": "accepted", "id": n.id,
+                            "notificationStatus": status, "errors": []})  # fmt: skip
+        else:
+            results.append({"index": index, "status": "rejected", "id": None,
+                            "notificationStatus": None, "errors": rejected[index]})  # fmt: skip
+    return {"accepted": len(accepted), "rejected": len(rejected), "atomic": atomic,
+            "results": results}  # fmt: skip
