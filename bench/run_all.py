@@ -32,6 +32,7 @@ class Benchmark:
 
 BENCHMARKS = (
     Benchmark("ingest", timeout=300),
+    Benchmark("bulk", timeout=300),
     Benchmark("drain", timeout=900),
 )
 

@@ -8,7 +8,7 @@ only when they leave through the API.
 from __future__ import annotations
 
 import enum
-import os
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,6 +70,8 @@ def canonical_queue(name: str) -> str | None:
 
 
 _id_lock = threading.Lock()
+# Ids are not secrets: the seeded Mersenne Twister spares a system call per id.
+_random_bits = random.getrandbits
 _id_last_ms = 0
 _id_sequence = 0
 
@@ -93,7 +95,7 @@ def new_id(now: float | None = None) -> str:
             _id_sequence = 0
         _id_last_ms = ms
         sequence = _id_sequence
-    return f"{ms:012x}{sequence:04x}{os.urandom(8).hex()}"
+    return f"{ms:012x}{sequence:04x}{_random_bits(64):016x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,3 +121,25 @@ def test_broken_json_is_a_400_naming_the_body() -> None:
     status, body = validation_body(caught.value.errors())
     assert status == 400
     assert body["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["Foo.Bar@Example.COM", "user+tag@mail.example.org", "x@foo.test", "a@sub.localhost",
+     "a..b@x.com", "a@-x.com", ".a@x.com", '"quoted"@x.com', "ü@x.com", "a@xn--bcher-kva.com",
+     "a@b.c", "a@123.com", "a" * 65 + "@x.com", "a@" + "b" * 64 + ".com"],
+)  # fmt: skip
+def test_plain_address_shortcut_agrees_with_email_validator(address: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from herald.api.validation import email
+
+    try:
+        expected: str | None = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    try:
+        got: str | None = email(address)
+    except ValueError:
+        got = None
+    assert got == expected
