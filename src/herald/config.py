@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     smtp_pool_size: int = Field(8, ge=1, le=256, validation_alias=_env("SMTP_POOL_SIZE"))
     smtp_verify_tls: bool = Field(True, validation_alias=_env("SMTP_VERIFY_TLS"))
     smtp_ca_file: str | None = Field(None, validation_alias=_env("SMTP_CA_FILE"))
+    smtp_backup_host: str | None = Field(None, validation_alias=_env("SMTP_BACKUP_HOST"))
+    smtp_backup_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("SMTP_BACKUP_PORT")
+    )
+    smtp_backup_user: str | None = Field(None, validation_alias=_env("SMTP_BACKUP_USER"))
+    smtp_backup_password: str | None = Field(None, validation_alias=_env("SMTP_BACKUP_PASSWORD"))
+    smtp_backup_tls: Literal["starttls", "tls", "none"] | None = Field(
+        None, validation_alias=_env("SMTP_BACKUP_TLS")
+    )
 
     email_providers: CsvList = Field(default_factory=list, validation_alias=_env("EMAIL_PROVIDERS"))
     sms_providers: CsvList = Field(default_factory=list, validation_alias=_env("SMS_PROVIDERS"))
@@ -72,6 +81,36 @@ class Settings(BaseSettings):
     fault_error: Literal["transient", "permanent"] = Field(
         "transient", validation_alias=_env("FAULT_ERROR")
     )
+
+    # HTTP channel providers (README "Channels"). Each provider checks its own
+    # settings when it is built, so only the providers a chain names need them.
+    twilio_account_sid: str | None = Field(
+        None, validation_alias=_env("TWILIO_ACCOUNT_SID", "TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: str | None = Field(
+        None, validation_alias=_env("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN")
+    )
+    twilio_from: str | None = Field(
+        None, validation_alias=_env("TWILIO_FROM", "TWILIO_PHONE_NUMBER")
+    )
+    twilio_base_url: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_BASE_URL"))
+    twilio_status_callback: str | None = Field(
+        None, validation_alias=_env("TWILIO_STATUS_CALLBACK")
+    )
+    fcm_credentials_file: str | None = Field(None, validation_alias=_env("FCM_CREDENTIALS_FILE"))
+    fcm_project_id: str | None = Field(None, validation_alias=_env("FCM_PROJECT_ID"))
+    fcm_base_url: str = Field("https://fcm.googleapis.com", validation_alias=_env("FCM_BASE_URL"))
+    apns_key_file: str | None = Field(None, validation_alias=_env("APNS_KEY_FILE"))
+    apns_key_id: str | None = Field(None, validation_alias=_env("APNS_KEY_ID"))
+    apns_team_id: str | None = Field(None, validation_alias=_env("APNS_TEAM_ID"))
+    apns_topic: str | None = Field(None, validation_alias=_env("APNS_TOPIC"))
+    apns_base_url: str = Field("https://api.push.apple.com", validation_alias=_env("APNS_BASE_URL"))
+    vapid_private_key: str | None = Field(None, validation_alias=_env("VAPID_PRIVATE_KEY"))
+    vapid_subject: str | None = Field(None, validation_alias=_env("VAPID_SUBJECT"))
+    webpush_allow_hosts: str = Field("", validation_alias=_env("WEBPUSH_ALLOW_HOSTS"))
+    webhook_secret: str | None = Field(None, validation_alias=_env("WEBHOOK_SECRET"))
+    webhook_timeout: float = Field(10.0, gt=0, validation_alias=_env("WEBHOOK_TIMEOUT"))
+    webhook_allow_hosts: str = Field("", validation_alias=_env("WEBHOOK_ALLOW_HOSTS"))
 
     retry_backoff: CsvList = Field(
         default_factory=lambda: ["0", "1", "2", "4"], validation_alias=_env("RETRY_BACKOFF")
@@ -99,11 +138,17 @@ class Settings(BaseSettings):
     cleanup_days: int = Field(
         30, ge=1, validation_alias=_env("CLEANUP_DAYS", "NOTIFICATION_CLEANUP_DAYS")
     )
+    breaker_threshold: int = Field(10, ge=1, validation_alias=_env("BREAKER_THRESHOLD"))
+    breaker_reset_seconds: float = Field(30.0, gt=0, validation_alias=_env("BREAKER_RESET_SECONDS"))
+    rate_limits: CsvList = Field(default_factory=list, validation_alias=_env("RATE_LIMITS"))
+    callback_url: str | None = Field(None, validation_alias=_env("CALLBACK_URL"))
     cleanup_interval: float = Field(3600.0, gt=0, validation_alias=_env("CLEANUP_INTERVAL"))
     idempotency_ttl_hours: float = Field(
         24.0, ge=24.0, validation_alias=_env("IDEMPOTENCY_TTL_HOURS")
     )
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS"))
+    # Operators' event types (README "Event types"): a JSON file read once, at start.
+    event_types_file: str | None = Field(None, validation_alias=_env("EVENT_TYPES_FILE"))
 
     @field_validator(
         "email_providers",
@@ -112,6 +157,7 @@ class Settings(BaseSettings):
         "webhook_providers",
         "chat_providers",
         "retry_backoff",
+        "rate_limits",
         mode="before",
     )
     @classmethod
@@ -132,6 +178,35 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one delay")
         return value
+
+    @field_validator("event_types_file")
+    @classmethod
+    def _event_types(cls, value: str | None) -> str | None:
+        if value:
+            from .events import load_file  # imported here: most settings never need it
+
+            load_file(value)  # a bad file stops Herald at start, naming the problem
+        return value or None
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: list[str]) -> list[str]:
+        for part in value:
+            name, _, rate = part.partition("=")
+            try:
+                if not name or float(rate) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{part!r} is not PROVIDER=CALLS_PER_SECOND") from None
+        return value
+
+    def rate_for(self, provider: str) -> float | None:
+        """Calls per second allowed to ``provider`` (HERALD_RATE_LIMITS), or None."""
+        for part in self.rate_limits:
+            name, _, rate = part.partition("=")
+            if name.strip() == provider:
+                return float(rate)
+        return None
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -14,10 +14,16 @@ import structlog
 
 from . import retention
 from .config import Settings
-from .delivery.worker import Chain, Worker
+from .delivery.breaker import Breaker
+from .delivery.breaker import State as BreakerStateName
+from .delivery.chain import Chain, Route
+from .delivery.ratelimit import Pacer
+from .delivery.worker import Worker
+from .errors import StoreUnavailable
 from .models import Channel
-from .providers import ProviderSet
+from .providers import Provider, ProviderSet
 from .store import Store, open_store
+from .store.base import BreakerState
 
 log = structlog.get_logger("herald.engine")
 
@@ -34,18 +40,45 @@ class Engine:
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self.breakers: dict[str, Breaker] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.store.open()
         self.providers = ProviderSet(self.settings, self.store)
         if self.deliver:
-            chains = {c.value: Chain(self.providers.chain(c)) for c in Channel}
+            routes = {name: self._route(p) for name, p in self.providers.built.items()}
+            chains = {
+                c.value: Chain([routes[p.name] for p in self.providers.chain(c)]) for c in Channel
+            }
             self.worker = Worker(self.store, chains, self.settings, self.ladder)
             self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
             self._retention_task = asyncio.create_task(
                 retention.run_forever(self.store, self.settings), name="herald-retention"
             )
         log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
+
+    def _route(self, provider: Provider) -> Route:
+        s = self.settings
+        breaker = Breaker(provider.name, s.breaker_threshold, s.breaker_reset_seconds,
+                          on_change=self._breaker_changed)  # fmt: skip
+        self.breakers[provider.name] = breaker
+        return Route(provider, breaker, Pacer(self.store, provider.name, s.rate_for(provider.name)))
+
+    def _breaker_changed(self, breaker: Breaker, now: BreakerStateName) -> None:
+        state = BreakerState(self.settings.instance, breaker.name, now.value,
+                             breaker.failures, time.time())  # fmt: skip
+        log.warning("breaker_changed", provider=breaker.name, state=state.state,
+                    failures=breaker.failures)  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self._record(state))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record(self, state: BreakerState) -> None:
+        try:
+            await self.store.record_breaker(state)
+        except StoreUnavailable:
+            log.warning("breaker_unrecorded", provider=state.provider, state=state.state)
 
     @property
     def worker_running(self) -> bool:

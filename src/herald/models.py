@@ -112,6 +112,7 @@ class NewNotification:
     scheduled_at: float | None = None
     idempotency_key: str | None = None
     tenant_id: str = DEFAULT_TENANT
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ class Notification:
     updated_at: float
     sent_at: float | None
     failed_at: float | None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,8 @@ class Claim:
     attempts: int
     token: str
     claimed_at: float
+    callback_url: str | None = None
+    unregistered: bool = False  # a provider said this recipient is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,7 @@ class Sent:
     message_id: str
     processing_ms: float
     at: float
+    callback: str | None = None  # where to report it (a status callback URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +212,21 @@ class Dead:
     error: str
     permanent: bool
     at: float
+    unregistered: bool = False  # remember the recipient as gone
+    callback: str | None = None
 
 
-Outcome = Sent | Retry | Dead
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Not attempted (a rate limit or an open breaker): back to QUEUED, the attempt unspent."""
+
+    claim: Claim
+    reason: str
+    due_at: float
+    at: float
+
+
+Outcome = Sent | Retry | Dead | Deferred
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ class Sink:
         self._received: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
         self.unidentified = 0
+        self.times: list[float] = []  # time.monotonic() of every DATA, refused or not
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.latency:
@@ -123,6 +124,7 @@ class Sink:
                 return "554 5.6.0 no X-Herald-Notification-Id header"
             notification_id = match.group(1).decode()
             self._attempts[notification_id] += 1
+            self.times.append(time.monotonic())
             if refusal is not None:
                 return refusal
             self._received[notification_id] += 1

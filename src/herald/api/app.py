@@ -10,8 +10,24 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import Settings
 from ..engine import Engine
-from . import bulk, dlq, errors, idempotency, ingest, notifications, notify, queues, system
+from . import (
+    bulk,
+    dlq,
+    errors,
+    idempotency,
+    ingest,
+    notifications,
+    notify,
+    providers,
+    queues,
+    system,
+)
+from .event_types import router as event_types_router
+from .events import router as events_router
 from .json import JSONBody
+from .seeds import router as seeds_router
+from .signups import router as signups_router
+from .templates import router as templates_router
 
 
 def create_app(settings: Settings | None = None, *, deliver: bool = True) -> FastAPI:
@@ -42,6 +58,12 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     app.include_router(notify.router)
     app.include_router(queues.router)
     app.include_router(dlq.router)
+    app.include_router(providers.router)
+    app.include_router(templates_router)
+    app.include_router(events_router)
+    app.include_router(event_types_router)
+    app.include_router(signups_router)
+    app.include_router(seeds_router)
     max_bytes, instance = settings.max_body_bytes, settings.instance
     app.add_middleware(
         idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours

@@ -39,6 +39,7 @@ def to_new(body: NotificationIn, idempotency_key: str | None = None) -> NewNotif
         scheduled_at=body.due_at(time.time()),
         idempotency_key=idempotency_key,
         tenant_id=DEFAULT_TENANT,
+        callback_url=body.callbackUrl,
     )
 
 

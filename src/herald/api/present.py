@@ -14,15 +14,22 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Shown instead of a message that holds a secret (a reset code, a verification link).
+#: ``fanout.py`` marks such notifications ``metadata.sensitive``; the stored row and
+#: the delivery keep the message whole, every presentation of it shows this.
+CONCEALED = "[redacted: contains a secret]"
+
+
 def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
+    hide = n.metadata.get("sensitive") is True
     return {
         "_id": n.id,
         "id": n.id,
         "type": n.channel.value,
         "recipient": n.recipient,
         "subject": n.subject,
-        "message": n.body,
-        "html": n.html,
+        "message": CONCEALED if hide else n.body,
+        "html": CONCEALED if hide and n.html is not None else n.html,
         "status": n.status.value,
         "priority": n.priority.name,
         "queue": n.queue,
@@ -39,6 +46,7 @@ def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
         "processingTimeMs": None if n.processing_ms is None else round(n.processing_ms, 3),
         "createdAt": iso(n.created_at),
         "updatedAt": iso(n.updated_at),
+        "callbackUrl": n.callback_url,
     }
 
 
@@ -65,15 +73,16 @@ def stats(s: Stats) -> dict[str, Any]:
     }
 
 
-def mailbox_item(m: MailboxMessage) -> dict[str, Any]:
+def mailbox_item(m: MailboxMessage, sensitive: bool = False) -> dict[str, Any]:
+    """``sensitive``: the notification holds a secret (``Store.sensitive_notifications``)."""
     return {
         "id": m.id,
         "notificationId": m.notification_id,
         "type": m.channel.value,
         "recipient": m.recipient,
         "subject": m.subject,
-        "message": m.body,
-        "html": m.html,
+        "message": CONCEALED if sensitive else m.body,
+        "html": CONCEALED if sensitive and m.html is not None else m.html,
         "receivedAt": iso(m.at),
     }
 

@@ -61,6 +61,11 @@ class NotificationIn(BaseModel):
     scheduledAt: datetime | None = Field(
         None, description="Deliver at this time (ISO 8601); a past time means now."
     )
+    callbackUrl: str | None = Field(
+        None,
+        max_length=2048,
+        description="Told how this notification ended (SENT or FAILED), by a signed webhook.",
+    )
     delaySeconds: int | None = Field(
         None,
         ge=0,
@@ -109,6 +114,11 @@ class NotificationIn(BaseModel):
             return value.replace(tzinfo=UTC)
         return value
 
+    @field_validator("callbackUrl")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return None if value is None else validation.http_url(value)
+
     @field_validator("delaySeconds")
     @classmethod
     def _one_schedule(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -147,6 +157,7 @@ class NotificationOut(BaseModel):
     processingTimeMs: float | None
     createdAt: str
     updatedAt: str
+    callbackUrl: str | None = None
 
 
 class LogOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -31,6 +32,13 @@ async def health(request: Request) -> JSONBody:
         services["database"] = "disconnected"
     if engine.deliver:
         services["worker"] = "running" if engine.worker_running else "stopped"
+    breakers = []
+    with contextlib.suppress(StoreUnavailable):  # the database line already says so
+        breakers = await engine.store.breakers()
+    for b in breakers:
+        if b.state == "closed":
+            continue
+        services[f"provider:{b.provider}@{b.instance}"] = f"breaker {b.state}"
     healthy = services["database"] == "connected" and services.get("worker") != "stopped"
     body = {
         "status": "healthy" if healthy else "unhealthy",
@@ -53,7 +61,10 @@ async def mailbox(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     type: Channel | None = None,
 ) -> JSONBody:
-    messages = await request.app.state.engine.store.mailbox(DEFAULT_TENANT, limit, type)
-    return JSONBody(
-        {"success": True, "data": {"messages": [present.mailbox_item(m) for m in messages]}}
+    store = request.app.state.engine.store
+    messages = await store.mailbox(DEFAULT_TENANT, limit, type)
+    secret = await store.sensitive_notifications(
+        DEFAULT_TENANT, [m.notification_id for m in messages]
     )
+    items = [present.mailbox_item(m, m.notification_id in secret) for m in messages]
+    return JSONBody({"success": True, "data": {"messages": items}})

@@ -16,42 +16,21 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
 
 from ..config import Settings
-from ..errors import DeliveryError, PermanentError, StoreUnavailable, TransientError
-from ..models import Claim, Dead, Outcome, Priority, Retry, Sent
-from ..providers.base import Message, Provider, Receipt
+from ..errors import PermanentError, StoreUnavailable, TransientError, UnregisteredRecipient
+from ..models import Claim, Dead, Deferred, Outcome, Priority, Retry, Sent
+from ..providers.base import Message
 from ..retry import Ladder
 from ..store.base import Store
+from .chain import Chain
+from .ratelimit import Throttled
 
 log = structlog.get_logger("herald.worker")
-
-
-class Chain:
-    """A channel's providers in failover order: a transient error tries the next."""
-
-    def __init__(self, providers: Sequence[Provider]) -> None:
-        if not providers:
-            raise ValueError("a chain needs at least one provider")
-        self.providers = list(providers)
-
-    async def send(self, message: Message) -> Receipt:
-        last: DeliveryError | None = None
-        for provider in self.providers:
-            try:
-                return await provider.send(message)
-            except TransientError as exc:
-                exc.provider = exc.provider or provider.name
-                last = exc
-            except PermanentError as exc:
-                exc.provider = exc.provider or provider.name
-                raise
-        assert last is not None
-        raise last
 
 
 class Worker:
@@ -170,13 +149,22 @@ class Worker:
             recipient=claim.recipient, body=claim.body, subject=claim.subject,
             html=claim.html, metadata=claim.metadata, attempt=claim.attempts,
         )  # fmt: skip
+        callback = self._callback_for(claim)
         outcome: Outcome
         try:
-            receipt = await self.chains[claim.channel.value].send(message)
+            if claim.unregistered:
+                raise UnregisteredRecipient("the recipient was reported gone by a provider earlier")
+            chain = self.chains[claim.channel.value]
+            receipt = await chain.send(message, max_wait=self.settings.lease_seconds / 2)
         except asyncio.CancelledError:
             return  # shutdown past the grace period: the claim is released
+        except Throttled as exc:
+            now = time.time()
+            outcome = Deferred(claim, str(exc), now + exc.wait, now)
         except PermanentError as exc:
-            outcome = Dead(claim, exc.provider, str(exc) or type(exc).__name__, True, time.time())
+            gone = isinstance(exc, UnregisteredRecipient)
+            error = str(exc) or type(exc).__name__
+            outcome = Dead(claim, exc.provider, error, True, time.time(), gone, callback)
         except TransientError as exc:
             outcome = self._retry_or_bury(claim, exc.provider, str(exc), exc.retry_after)
         except Exception as exc:  # a provider bug must not lose the notification
@@ -184,7 +172,9 @@ class Worker:
             outcome = self._retry_or_bury(claim, None, f"{type(exc).__name__}: {exc}", None)
         else:
             elapsed = (time.perf_counter() - started) * 1000
-            outcome = Sent(claim, receipt.provider, receipt.message_id, elapsed, time.time())
+            outcome = Sent(
+                claim, receipt.provider, receipt.message_id, elapsed, time.time(), callback
+            )
         # The slot stays taken until the outcome is committed (see _flush): a claim
         # whose outcome is not yet recorded would be sent again after a crash, so
         # it counts against the in-flight bound like a send in progress.
@@ -199,8 +189,14 @@ class Worker:
             claim.attempts, claim.channel.queue, retry_after=retry_after, rng=self._rng
         )
         if step is None:
-            return Dead(claim, provider, error, False, now)
+            return Dead(claim, provider, error, False, now, callback=self._callback_for(claim))
         return Retry(claim, provider, error, now + step.delay, step.stage, step.queue, now)
+
+    def _callback_for(self, claim: Claim) -> str | None:
+        """Where to report how ``claim`` ended; a callback itself reports nowhere."""
+        if "callbackFor" in claim.metadata:
+            return None
+        return claim.callback_url or self.settings.callback_url
 
     # -- recording ----------------------------------------------------------
 

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..models import Channel
 from ..store.base import Store
-from . import capture, fault, smtp
+from . import apns, capture, chat, fault, fcm, smtp, twilio, webhook, webpush
 from .base import REGISTRY, Message, Provider, Receipt, register
 
 __all__ = [
@@ -23,11 +23,17 @@ __all__ = [
     "Provider",
     "ProviderSet",
     "Receipt",
+    "apns",
     "build_chain",
     "capture",
+    "chat",
     "fault",
+    "fcm",
     "register",
     "smtp",
+    "twilio",
+    "webhook",
+    "webpush",
 ]
 
 log = structlog.get_logger("herald.providers")
@@ -70,6 +76,11 @@ class ProviderSet:
 
     def chain(self, channel: Channel) -> list[Provider]:
         return self._chains[channel]
+
+    @property
+    def built(self) -> dict[str, Provider]:
+        """Every provider instance, by name (each is shared by the chains that name it)."""
+        return dict(self._built)
 
     async def close(self) -> None:
         for name, provider in self._built.items():

@@ -161,12 +161,12 @@ class SMTPProvider(Provider):
         except aiosmtplib.SMTPRecipientsRefused as exc:
             keep = True
             refused = exc.recipients[0]
-            raise _reply_error("RCPT TO", refused.code, refused.message) from exc
+            raise _reply_error(self.name, "RCPT TO", refused.code, refused.message) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if reused and exc.code == _CLOSING and not conn.is_connected:
                 raise _Stale from exc
             keep = True
-            raise _reply_error(_stage(exc), exc.code, exc.message) from exc
+            raise _reply_error(self.name, _stage(exc), exc.code, exc.message) from exc
         except aiosmtplib.SMTPServerDisconnected as exc:
             if reused:
                 raise _Stale from exc
@@ -223,11 +223,13 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def _reply_error(stage: str, code: int, text: str) -> TransientError | PermanentError:
+def _reply_error(
+    provider: str, stage: str, code: int, text: str
+) -> TransientError | PermanentError:
     message = f"SMTP {stage} refused: {code} {text}"
     if 500 <= code < 600:
-        return PermanentError(message, provider=SMTPProvider.name)
-    return TransientError(message, provider=SMTPProvider.name)
+        return PermanentError(message, provider=provider)
+    return TransientError(message, provider=provider)
 
 
 def _stage(exc: aiosmtplib.SMTPResponseException) -> str:
@@ -242,3 +244,27 @@ def _stage(exc: aiosmtplib.SMTPResponseException) -> str:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+@register("smtp_backup")
+class BackupSMTPProvider(SMTPProvider):
+    """A second SMTP relay for failover (``HERALD_EMAIL_PROVIDERS=smtp,smtp_backup``).
+
+    Configured by ``HERALD_SMTP_BACKUP_*``; what is not set there is taken
+    from the primary's settings (sender, TLS files, pool size, timeout).
+    """
+
+    name = "smtp_backup"
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        backup = {
+            "smtp_host": settings.smtp_backup_host,
+            "smtp_port": settings.smtp_backup_port,
+            "smtp_user": settings.smtp_backup_user,
+            "smtp_password": settings.smtp_backup_password,
+            "smtp_tls": settings.smtp_backup_tls,
+        }
+        if not settings.smtp_backup_host:
+            raise ConfigError("smtp_backup needs HERALD_SMTP_BACKUP_HOST")
+        update = {k: v for k, v in backup.items() if v is not None}
+        super().__init__(settings.model_copy(update=update), store)

@@ -21,6 +21,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
     AuditEntry,
     Channel,
@@ -35,6 +36,7 @@ from ..models import (
     Stats,
     Status,
 )
+from ..templates import Template, TemplateDraft
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,15 @@ class IdempotencyRecord:
     status_code: int | None  # None: the first request is still being answered
     response: bytes | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    instance: str
+    provider: str
+    state: str  # closed, open or half-open
+    failures: int
+    changed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def idempotency_expire(self, created_before: float) -> int: ...
 
+    # -- provider resilience (shared by every worker process) ---------------
+
+    @abc.abstractmethod
+    async def take_tokens(
+        self, provider: str, rate: float, burst: float, want: int
+    ) -> tuple[int, float]:
+        """Take up to ``want`` tokens from the provider's shared bucket.
+
+        Returns how many were granted and, when none were, how many seconds
+        until one will be (a pause set by ``pause_provider`` counts too).
+        """
+
+    @abc.abstractmethod
+    async def pause_provider(self, provider: str, until: float) -> None:
+        """Hold every process's calls to ``provider`` until the time (a 429's Retry-After)."""
+
+    @abc.abstractmethod
+    async def record_breaker(self, state: BreakerState) -> None: ...
+
+    @abc.abstractmethod
+    async def breakers(self) -> list[BreakerState]:
+        """The last recorded breaker state of every provider in every process."""
+
     @abc.abstractmethod
     async def mailbox(
         self, tenant_id: str, limit: int, channel: Channel | None = None
@@ -201,3 +235,84 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be due, or after ``timeout`` seconds."""
+
+    # -- templates, event types and events (migration 002) ------------------
+
+    @abc.abstractmethod
+    async def templates(
+        self, tenant_id: str, name: str | None = None, version: int | None = None
+    ) -> list[Template]:
+        """Stored template variants: the latest version of each, or those at ``version``.
+
+        Built-in templates are not stored; ``templates.merged`` adds them.
+        """
+
+    @abc.abstractmethod
+    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
+        """Store the draft as the variant's next version (1 for a new variant).
+
+        With ``create``, an existing variant raises ``TemplateExists`` instead.
+        """
+
+    @abc.abstractmethod
+    async def delete_templates(
+        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
+    ) -> int:
+        """Delete every version of the name's variants (or of one); return rows deleted."""
+
+    @abc.abstractmethod
+    async def event_types(self, tenant_id: str) -> list[EventType]:
+        """Event types defined through the API (``events.merged`` adds the others)."""
+
+    @abc.abstractmethod
+    async def save_event_type(
+        self, tenant_id: str, event_type: EventType, create: bool
+    ) -> EventType:
+        """Store or replace a definition; with ``create`` an existing one raises
+        ``EventTypeExists``."""
+
+    @abc.abstractmethod
+    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
+        """Delete a stored definition; False if none was stored."""
+
+    @abc.abstractmethod
+    async def create_event(
+        self, event: NewEvent, items: Sequence[NewNotification]
+    ) -> tuple[EventRecord, list[Notification]]:
+        """Store an event, its notifications (as ``create`` does) and the links between
+        them in ONE transaction: all of it is durable before this returns, or none."""
+
+    @abc.abstractmethod
+    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None: ...
+
+    @abc.abstractmethod
+    async def find_events(
+        self, tenant_id: str, where: EventFilter, page: int, limit: int
+    ) -> EventPage:
+        """Events, newest first."""
+
+    @abc.abstractmethod
+    async def event_notifications(
+        self, tenant_id: str, event_ids: Sequence[str]
+    ) -> dict[str, list[Notification]]:
+        """Each event's notifications in target order; one query for a page of events."""
+
+    @abc.abstractmethod
+    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
+        """Spend the one-time token whose SHA-256 is ``token_hash``.
+
+        Raises ``TokenUnknown``, ``TokenUsed``, or ``TokenExpired`` when the event
+        was created before ``not_before``; a token works exactly once.
+        """
+
+    @abc.abstractmethod
+    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
+        """Counts of an event type: total, verified, created since ``since``, and the
+        statuses of each event's primary (first) notification."""
+
+    @abc.abstractmethod
+    async def sensitive_notifications(
+        self, tenant_id: str, notification_ids: Sequence[str]
+    ) -> set[str]:
+        """Which of these notifications hold a secret in their message (``metadata.sensitive``),
+        so a presenter can redact a message it has without the notification row."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -10,9 +11,12 @@ import orjson
 from ..models import (
     ALL_QUEUES,
     Channel,
+    Dead,
+    NewNotification,
     Notification,
     Priority,
     QueueCounts,
+    Sent,
     Stats,
     Status,
 )
@@ -45,6 +49,7 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],
         failed_at=row["failed_at"],
+        callback_url=row["callback_url"],
     )
 
 
@@ -97,3 +102,35 @@ def queue_counts(rows: Iterable[Sequence[Any]], paused: set[str]) -> list[QueueC
             )
         )
     return result
+
+
+def status_callback(outcome: Sent | Dead, url: str) -> NewNotification:
+    """The WEBHOOK notification that tells ``url`` how a notification ended.
+
+    It is an ordinary notification (signed, retried on the ladder) whose
+    metadata marks it as a callback, so it never asks for a callback itself.
+    """
+    c = outcome.claim
+    event: dict[str, Any] = {
+        "event": "notification.sent" if isinstance(outcome, Sent) else "notification.failed",
+        "notificationId": c.id,
+        "type": c.channel.value,
+        "recipient": c.recipient,
+        "status": "SENT" if isinstance(outcome, Sent) else "FAILED",
+        "attempts": c.attempts,
+        "provider": outcome.provider,
+        "at": datetime.fromtimestamp(outcome.at, UTC).isoformat(timespec="milliseconds"),
+    }
+    if isinstance(outcome, Sent):
+        event["providerMessageId"] = outcome.message_id
+    else:
+        event.update(error=outcome.error, queue="dlq", permanent=outcome.permanent)
+    return NewNotification(
+        channel=Channel.WEBHOOK,
+        recipient=url,
+        body=orjson.dumps(event).decode(),
+        subject=event["event"],
+        priority=Priority.HIGH,
+        metadata={"event": event, "callbackFor": c.id},
+        tenant_id=c.tenant_id,
+    )

@@ -23,6 +23,7 @@ import orjson
 import structlog
 
 from ..errors import StoreUnavailable
+from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
     DLQ,
     AuditEntry,
@@ -42,10 +43,11 @@ from ..models import (
     Status,
     new_id,
 )
-from . import sql
-from .base import DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..templates import Template, TemplateDraft
+from . import sql, sqlite_events
+from .base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .groupcommit import GroupCommitWriter
-from .rows import breakdown_stats, notification_from_row, queue_counts
+from .rows import breakdown_stats, notification_from_row, queue_counts, status_callback
 
 log = structlog.get_logger("herald.store.sqlite")
 T = TypeVar("T")
@@ -320,6 +322,36 @@ class SQLiteStore(Store):
             lambda c: c.execute(Q["idempotency_expire"], (created_before,)).rowcount
         )
 
+    async def take_tokens(
+        self, provider: str, rate: float, burst: float, want: int
+    ) -> tuple[int, float]:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> tuple[int, float]:
+            row = conn.execute(Q["bucket"], (provider,)).fetchone()
+            tokens, updated, paused = (burst, now, 0.0) if row is None else row
+            if paused > now:
+                return 0, paused - now
+            tokens = min(burst, tokens + (now - updated) * rate)
+            granted = min(want, int(tokens))
+            conn.execute(Q["bucket_save"], (provider, tokens - granted, now, paused))
+            return granted, 0.0 if granted else (1 - tokens) / rate
+
+        return await self._write(write)
+
+    async def pause_provider(self, provider: str, until: float) -> None:
+        now = time.time()
+        await self._write(lambda c: c.execute(Q["bucket_pause"], (provider, now, until)))
+
+    async def record_breaker(self, state: BreakerState) -> None:
+        b = state
+        params = (b.instance, b.provider, b.state, b.failures, b.changed_at)
+        await self._write(lambda c: c.execute(Q["breaker_save"], params))
+
+    async def breakers(self) -> list[BreakerState]:
+        rows = await self._read(lambda c: c.execute(Q["breakers"]).fetchall())
+        return [BreakerState(*r) for r in rows]
+
     async def mailbox(
         self, tenant_id: str, limit: int, channel: Channel | None = None
     ) -> list[MailboxMessage]:
@@ -367,6 +399,86 @@ class SQLiteStore(Store):
         await self._write(
             lambda c: c.execute(Q["capture"], (*values, m.subject, m.body, m.html, m.at))
         )
+
+    # -- templates, event types and events (the SQL work is in sqlite_events.py) -
+
+    async def templates(
+        self, tenant_id: str, name: str | None = None, version: int | None = None
+    ) -> list[Template]:
+        return await self._read(lambda c: sqlite_events.templates(c, tenant_id, name, version))
+
+    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
+        now = time.time()
+        return await self._write(
+            lambda c: sqlite_events.save_template(c, tenant_id, draft, create, now)
+        )
+
+    async def delete_templates(
+        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
+    ) -> int:
+        return await self._write(
+            lambda c: sqlite_events.delete_templates(c, tenant_id, name, channel, locale)
+        )
+
+    async def event_types(self, tenant_id: str) -> list[EventType]:
+        return await self._read(lambda c: sqlite_events.event_types(c, tenant_id))
+
+    async def save_event_type(
+        self, tenant_id: str, event_type: EventType, create: bool
+    ) -> EventType:
+        now = time.time()
+        return await self._write(
+            lambda c: sqlite_events.save_event_type(c, tenant_id, event_type, create, now)
+        )
+
+    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
+        return await self._write(lambda c: sqlite_events.delete_event_type(c, tenant_id, name))
+
+    async def create_event(
+        self, event: NewEvent, items: Sequence[NewNotification]
+    ) -> tuple[EventRecord, list[Notification]]:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> tuple[EventRecord, list[Notification]]:
+            created = _create(conn, items, now)  # same write function: one transaction
+            return sqlite_events.insert_event(conn, event, created), created
+
+        return await self._write(write, wakes=True)
+
+    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None:
+        return await self._read(lambda c: sqlite_events.get_event(c, tenant_id, event_id))
+
+    async def find_events(
+        self, tenant_id: str, where: EventFilter, page: int, limit: int
+    ) -> EventPage:
+        return await self._read(
+            lambda c: sqlite_events.find_events(c, tenant_id, where, page, limit)
+        )
+
+    async def event_notifications(
+        self, tenant_id: str, event_ids: Sequence[str]
+    ) -> dict[str, list[Notification]]:
+        return await self._read(
+            lambda c: sqlite_events.event_notifications(c, tenant_id, event_ids)
+        )
+
+    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
+        now = time.time()
+        return await self._write(
+            lambda c: sqlite_events.verify(c, tenant_id, token_hash, not_before, now)
+        )
+
+    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
+        return await self._read(
+            lambda c: sqlite_events.event_stats(c, tenant_id, event_type, since)
+        )
+
+    async def sensitive_notifications(
+        self, tenant_id: str, notification_ids: Sequence[str]
+    ) -> set[str]:
+        if not notification_ids:
+            return set()
+        return await self._read(lambda c: sqlite_events.sensitive(c, tenant_id, notification_ids))
 
 
 def _dlq_params(tenant_id: str, where: DlqFilter) -> dict[str, Any]:
@@ -437,11 +549,13 @@ def _create(
             idempotency_key=item.idempotency_key, provider=None, provider_message_id=None,
             last_error=None, processing_ms=None, scheduled_at=item.scheduled_at,
             created_at=now, updated_at=now, sent_at=None, failed_at=None,
+            callback_url=item.callback_url,
         )  # fmt: skip
         rows.append((
             note.id, note.tenant_id, note.channel.value, note.recipient, note.subject, note.body,
             note.html, orjson.dumps(note.metadata).decode(), int(note.priority), status.value,
             note.queue, due_at, note.idempotency_key, note.scheduled_at, now, now,
+            item.callback_url,
         ))  # fmt: skip
         audit.append((note.id, note.tenant_id, "PENDING", "Notification created", now, None))
         message = "Scheduled for later delivery" if scheduled else "Added to queue"
@@ -481,6 +595,8 @@ def _claim(
             attempts=r[9],
             token=token,
             claimed_at=now,
+            callback_url=r[10],
+            unregistered=bool(r[11]),
         )
         for r in rows
     ]
@@ -502,7 +618,8 @@ def _complete(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> int:
     live = [o for o in outcomes if current.get(o.claim.id) == o.claim.token]
     if len(live) < len(outcomes):
         log.info("stale_completions_ignored", count=len(outcomes) - len(live))
-    sent, retry, dead, audit = [], [], [], []
+    sent, retry, dead, deferred, audit = [], [], [], [], []
+    gone, callbacks = [], []
     for o in live:
         c = o.claim
         if isinstance(o, Sent):
@@ -528,14 +645,30 @@ def _complete(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> int:
                     "permanent": o.permanent, "queue": DLQ}  # fmt: skip
             text = f"Delivery failed ({why}): {o.error}; moved to {DLQ}"
             audit.append((c.id, c.tenant_id, "FAILED", text, o.at, orjson.dumps(meta).decode()))
+            if o.unregistered:
+                gone.append((c.channel.value, c.recipient, o.provider, o.error, o.at))
+        else:
+            deferred.append((o.due_at, o.at, c.id))
+            wait = max(0.0, o.due_at - o.at)
+            note = orjson.dumps({"reason": o.reason, "retryInSeconds": round(wait, 3)}).decode()
+            text = f"Not attempted: {o.reason}; back in the queue for {wait:.1f}s"
+            audit.append((c.id, c.tenant_id, "QUEUED", text, o.at, note))
+        if isinstance(o, Sent | Dead) and o.callback:
+            callbacks.append(status_callback(o, o.callback))
     if sent:
         conn.executemany(Q["mark_sent"], sent)
     if retry:
         conn.executemany(Q["mark_retry"], retry)
     if dead:
         conn.executemany(Q["mark_dead"], dead)
+    if deferred:
+        conn.executemany(Q["defer"], deferred)
+    if gone:
+        conn.executemany(Q["remember_unregistered"], gone)
     if audit:
         conn.executemany(Q["insert_audit"], audit)
+    if callbacks:  # in the same transaction: an outcome is never recorded without its callback
+        _create(conn, callbacks, time.time())
     return len(live)
 
 

@@ -10,8 +10,8 @@ INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?);
 -- name: insert_notification
 INSERT INTO notifications (
     id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
-    queue, due_at, idempotency_key, scheduled_at, created_at, updated_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_audit
 INSERT INTO audit (notification_id, tenant_id, status, message, at, metadata)
@@ -40,7 +40,10 @@ WHERE id IN (
     ORDER BY priority DESC, due_at
     LIMIT :limit
 )
-RETURNING id, tenant_id, channel, recipient, subject, body, html, metadata, priority, attempts;
+RETURNING id, tenant_id, channel, recipient, subject, body, html, metadata, priority, attempts,
+    callback_url,
+    EXISTS (SELECT 1 FROM unregistered u WHERE u.channel = notifications.channel
+                                          AND u.recipient = notifications.recipient);
 
 -- name: tokens
 SELECT id, claim_token FROM notifications WHERE id IN (SELECT value FROM json_each(?));
@@ -62,6 +65,17 @@ UPDATE notifications
 SET status = 'FAILED', provider = ?, last_error = ?, queue = 'dlq', failed_at = ?,
     updated_at = ?, lease_until = NULL, claim_token = NULL
 WHERE id = ?;
+
+-- name: defer
+UPDATE notifications
+SET status = 'QUEUED', attempts = attempts - 1, due_at = ?, updated_at = ?,
+    lease_until = NULL, claim_token = NULL
+WHERE id = ?;
+
+-- name: remember_unregistered
+INSERT INTO unregistered (channel, recipient, provider, reason, at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (channel, recipient) DO UPDATE
+SET provider = excluded.provider, reason = excluded.reason, at = excluded.at;
 
 -- name: release
 UPDATE notifications
@@ -206,3 +220,134 @@ DELETE FROM idempotency WHERE tenant_id = ? AND key = ?;
 
 -- name: idempotency_expire
 DELETE FROM idempotency WHERE created_at < ?;
+
+-- name: template_last_version
+SELECT max(version) FROM templates
+WHERE tenant_id = ? AND name = ? AND channel = ? AND locale = ?;
+
+-- name: template_insert
+INSERT INTO templates (tenant_id, name, channel, locale, version, subject, body, html, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: templates_latest
+SELECT name, channel, locale, version, body, subject, html, created_at FROM templates t
+WHERE tenant_id = :tenant AND (:name IS NULL OR name = :name)
+  AND version = (
+    SELECT max(version) FROM templates l
+    WHERE l.tenant_id = t.tenant_id AND l.name = t.name AND l.channel = t.channel
+      AND l.locale = t.locale
+  )
+ORDER BY name, channel, locale;
+
+-- name: templates_at_version
+SELECT name, channel, locale, version, body, subject, html, created_at FROM templates
+WHERE tenant_id = ? AND name = ? AND version = ?
+ORDER BY channel, locale;
+
+-- name: templates_delete
+DELETE FROM templates
+WHERE tenant_id = :tenant AND name = :name
+  AND (:channel IS NULL OR channel = :channel) AND (:locale IS NULL OR locale = :locale);
+
+-- name: event_types_stored
+SELECT definition FROM event_types WHERE tenant_id = ? ORDER BY name;
+
+-- name: event_type_exists
+SELECT 1 FROM event_types WHERE tenant_id = ? AND name = ?;
+
+-- name: event_type_upsert
+INSERT INTO event_types (tenant_id, name, definition, created_at, updated_at)
+VALUES (:tenant, :name, :definition, :now, :now)
+ON CONFLICT (tenant_id, name) DO UPDATE
+SET definition = excluded.definition, updated_at = excluded.updated_at;
+
+-- name: event_type_delete
+DELETE FROM event_types WHERE tenant_id = ? AND name = ?;
+
+-- name: event_insert
+INSERT INTO events (id, tenant_id, type, recipient, data, hashed, verify_hash, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: event_link
+INSERT INTO event_notifications (event_id, position, notification_id) VALUES (?, ?, ?);
+
+-- name: event_get
+SELECT id, tenant_id, type, recipient, data, verify_hash IS NOT NULL, verified_at, created_at
+FROM events WHERE tenant_id = ? AND id = ?;
+
+-- name: event_links
+SELECT event_id, notification_id FROM event_notifications
+WHERE event_id IN (SELECT value FROM json_each(?))
+ORDER BY event_id, position;
+
+-- name: events_filtered
+SELECT id, tenant_id, type, recipient, data, verify_hash IS NOT NULL, verified_at, created_at
+FROM events e
+WHERE tenant_id = :tenant
+  AND (:type IS NULL OR type = :type)
+  AND (:user_id IS NULL OR CAST(json_extract(data, '$.userId') AS TEXT) = :user_id)
+  AND (:primary_status IS NULL OR EXISTS (
+    SELECT 1 FROM event_notifications l JOIN notifications n ON n.id = l.notification_id
+    WHERE l.event_id = e.id AND l.position = 0 AND n.status = :primary_status
+  ))
+ORDER BY id DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: events_count
+SELECT count(*) FROM events e
+WHERE tenant_id = :tenant
+  AND (:type IS NULL OR type = :type)
+  AND (:user_id IS NULL OR CAST(json_extract(data, '$.userId') AS TEXT) = :user_id)
+  AND (:primary_status IS NULL OR EXISTS (
+    SELECT 1 FROM event_notifications l JOIN notifications n ON n.id = l.notification_id
+    WHERE l.event_id = e.id AND l.position = 0 AND n.status = :primary_status
+  ));
+
+-- name: events_notifications
+SELECT l.event_id AS event_id, n.* FROM event_notifications l
+JOIN notifications n ON n.id = l.notification_id
+WHERE l.event_id IN (SELECT value FROM json_each(:ids)) AND n.tenant_id = :tenant
+ORDER BY l.event_id, l.position;
+
+-- name: event_counts
+SELECT count(*), coalesce(sum(verified_at IS NOT NULL), 0), coalesce(sum(created_at >= :since), 0)
+FROM events WHERE tenant_id = :tenant AND type = :type;
+
+-- name: event_primary_statuses
+SELECT n.status, count(*) FROM events e
+JOIN event_notifications l ON l.event_id = e.id AND l.position = 0
+JOIN notifications n ON n.id = l.notification_id
+WHERE e.tenant_id = :tenant AND e.type = :type
+GROUP BY n.status;
+
+-- name: event_by_verify_hash
+SELECT id, verified_at, created_at FROM events WHERE tenant_id = ? AND verify_hash = ?;
+
+-- name: event_verified
+UPDATE events SET verified_at = ? WHERE id = ? AND verified_at IS NULL;
+
+-- name: notifications_sensitive
+SELECT id FROM notifications
+WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))
+  AND json_extract(metadata, '$.sensitive') = 1;
+
+-- name: bucket
+SELECT tokens, updated_at, paused_until FROM rate_buckets WHERE provider = ?;
+
+-- name: bucket_save
+INSERT INTO rate_buckets (provider, tokens, updated_at, paused_until) VALUES (?, ?, ?, ?)
+ON CONFLICT (provider) DO UPDATE
+SET tokens = excluded.tokens, updated_at = excluded.updated_at, paused_until = excluded.paused_until;
+
+-- name: bucket_pause
+INSERT INTO rate_buckets (provider, tokens, updated_at, paused_until) VALUES (?, 0, ?, ?)
+ON CONFLICT (provider) DO UPDATE SET paused_until = max(paused_until, excluded.paused_until);
+
+-- name: breaker_save
+INSERT INTO provider_state (instance, provider, state, failures, changed_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (instance, provider) DO UPDATE
+SET state = excluded.state, failures = excluded.failures, changed_at = excluded.changed_at;
+
+-- name: breakers
+SELECT instance, provider, state, failures, changed_at FROM provider_state
+ORDER BY provider, instance;

@@ -1,0 +1,104 @@
+"""Failover between providers, circuit breakers in the API, status callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port
+from tests.integration.test_delivery import Sink
+
+EMAIL = {"type": "EMAIL", "recipient": "a@example.com", "subject": "s", "message": "m"}
+
+
+async def test_first_smtp_down_all_mail_through_the_second_and_its_breaker_opens(
+    herald: Any,
+) -> None:
+    sink = Sink()
+    port = free_port()
+    backup = Controller(sink, hostname="127.0.0.1", port=port)
+    backup.start()
+    try:
+        settings = {
+            "email_providers": ["smtp", "smtp_backup"],
+            "smtp_host": "127.0.0.1",
+            "smtp_port": free_port(),  # nothing listens: the primary is down
+            "smtp_tls": "none",
+            "smtp_timeout": 2,
+            "smtp_backup_host": "127.0.0.1",
+            "smtp_backup_port": port,
+            "breaker_threshold": 3,
+        }
+        async with herald(**settings) as h:
+            ids = []
+            for i in range(10):
+                reply = await h.client.post(
+                    "/api/notifications", json={**EMAIL, "message": f"m{i}"}
+                )
+                ids.append(reply.json()["data"]["_id"])
+            details = [await h.wait_status(i, "SENT") for i in ids]
+            providers = (await h.client.get("/api/providers")).json()["data"]
+            health = (await h.client.get("/api/health")).json()
+    finally:
+        backup.stop()
+    assert len(sink.messages) == 10, "every message arrived through the backup"
+    assert {d["notification"]["provider"] for d in details} == {"smtp_backup"}
+    assert all(d["notification"]["attempts"] == 1 for d in details), "failover is in-attempt"
+    by_name = {p["name"]: p for p in providers}
+    [primary] = by_name["smtp"]["breakers"]
+    assert primary["state"] == "open" and primary["failures"] >= 3
+    assert (
+        by_name["smtp_backup"]["breakers"] == []
+        or by_name["smtp_backup"]["breakers"][0]["state"] == "closed"
+    )
+    assert any(v == "breaker open" for k, v in health["services"].items() if "smtp@" in k)
+    assert health["status"] == "healthy"
+
+
+async def test_status_callbacks_for_sent_and_failed(herald: Any) -> None:
+    settings = {
+        "email_providers": ["fault"],
+        "fault_failure_rate": 0.0,
+        "callback_url": "https://hooks.example.com/tenant",
+    }
+    async with herald(**settings) as h:
+        mine = await h.client.post(
+            "/api/notifications", json={**EMAIL, "callbackUrl": "https://app.example.com/cb"}
+        )
+        assert mine.json()["data"]["callbackUrl"] == "https://app.example.com/cb"
+        tenant = await h.client.post("/api/notifications", json=EMAIL)
+        for reply in (mine, tenant):
+            await h.wait_status(reply.json()["data"]["_id"], "SENT")
+        await asyncio.sleep(0.3)  # the callbacks are webhooks of their own, sent to capture
+        messages = (await h.client.get("/api/mailbox", params={"type": "WEBHOOK"})).json()
+    by_url = {m["recipient"]: orjson.loads(m["message"]) for m in messages["data"]["messages"]}
+    assert set(by_url) == {"https://app.example.com/cb", "https://hooks.example.com/tenant"}
+    event = by_url["https://app.example.com/cb"]
+    assert event["event"] == "notification.sent"
+    assert event["notificationId"] == mine.json()["data"]["_id"]
+    assert event["providerMessageId"].startswith("fault-")
+    assert len(messages["data"]["messages"]) == 2, "a callback does not call back itself"
+
+
+async def test_failed_notification_calls_back_with_the_error(herald: Any) -> None:
+    settings = {"email_providers": ["fault"], "fault_failure_rate": 1.0, "fault_error": "permanent"}
+    async with herald(**settings) as h:
+        reply = await h.client.post(
+            "/api/notifications", json={**EMAIL, "callbackUrl": "https://app.example.com/cb"}
+        )
+        await h.wait_status(reply.json()["data"]["_id"], "FAILED")
+        await asyncio.sleep(0.3)
+        messages = (await h.client.get("/api/mailbox", params={"type": "WEBHOOK"})).json()
+    [message] = messages["data"]["messages"]
+    event = orjson.loads(message["message"])
+    assert event["event"] == "notification.failed" and event["queue"] == "dlq"
+    assert "injected" in event["error"] and event["permanent"] is True
+
+
+async def test_callback_url_must_be_http(herald: Any) -> None:
+    async with herald(deliver=False) as h:
+        reply = await h.client.post("/api/notifications", json={**EMAIL, "callbackUrl": "ftp://x"})
+        assert reply.status_code == 422 and reply.json()["errors"][0]["field"] == "callbackUrl"

@@ -1,0 +1,142 @@
+"""The circuit breaker and the failover chain, with a clock and providers of the test's own."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+import pytest
+
+from herald.delivery.breaker import Breaker, State
+from herald.delivery.chain import Chain, Route
+from herald.delivery.ratelimit import Pacer, Throttled
+from herald.errors import PermanentError, TransientError
+from herald.models import Channel
+from herald.providers.base import Message, Provider, Receipt
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_threshold_then_half_opens_and_closes() -> None:
+    clock = Clock()
+    changes: list[State] = []
+    breaker = Breaker("p", threshold=3, reset_after=30, on_change=lambda b, s: changes.append(s),
+                      clock=clock)  # fmt: skip
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.failed()
+    assert breaker.state is State.CLOSED
+    breaker.failed()
+    assert breaker.state is State.OPEN and not breaker.allow()
+    assert breaker.retry_in() == 30
+    clock.now = 29.9
+    assert not breaker.allow()
+    clock.now = 30
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.allow() and not breaker.allow(), "one trial call at a time"
+    breaker.succeeded()
+    assert breaker.state is State.CLOSED and breaker.failures == 0
+    assert changes == [State.OPEN, State.HALF_OPEN, State.CLOSED]
+
+
+def test_failed_trial_opens_again() -> None:
+    clock = Clock()
+    breaker = Breaker("p", threshold=1, reset_after=5, clock=clock)
+    breaker.failed()
+    clock.now = 5
+    assert breaker.allow()
+    breaker.failed()
+    assert breaker.state is State.OPEN and breaker.retry_in() == 5
+    breaker.release()
+
+
+def test_success_resets_the_count() -> None:
+    breaker = Breaker("p", threshold=3)
+    breaker.failed()
+    breaker.failed()
+    breaker.succeeded()
+    breaker.failed()
+    breaker.failed()
+    assert breaker.state is State.CLOSED
+
+
+class Scripted(Provider):
+    """Answers from a script: a Receipt, or an exception to raise."""
+
+    channels: ClassVar[frozenset[Channel]] = frozenset(Channel)
+
+    def __init__(self, name: str, *script: Exception | None) -> None:
+        self.name = name  # type: ignore[misc]
+        self.script = list(script)
+        self.calls: list[float] = []
+
+    async def send(self, message: Message) -> Receipt:
+        self.calls.append(time.monotonic())
+        step = self.script.pop(0) if self.script else None
+        if step is not None:
+            raise step
+        return Receipt(self.name, f"{self.name}-{len(self.calls)}")
+
+
+class NoStore:
+    """Pacers without a rate limit never touch the store."""
+
+
+def route(provider: Scripted, threshold: int = 2) -> Route:
+    return Route(provider, Breaker(provider.name, threshold=threshold, reset_after=60),
+                 Pacer(NoStore(), provider.name, None))  # type: ignore[arg-type]  # fmt: skip
+
+
+MESSAGE = Message("n1", "default", Channel.EMAIL, "a@example.com", "hi", subject="s")
+
+
+async def test_transient_error_fails_over_and_open_breaker_is_skipped() -> None:
+    first = Scripted("primary", TransientError("down"), TransientError("down"))
+    second = Scripted("backup")
+    chain = Chain([route(first), route(second)])
+    for _ in range(4):
+        receipt = await chain.send(MESSAGE, max_wait=1)
+        assert receipt.provider == "backup"
+    assert len(first.calls) == 2, "no call reaches a provider whose breaker is open"
+    assert chain.routes[0].breaker.state is State.OPEN
+
+
+async def test_permanent_error_ends_the_attempt_and_names_the_provider() -> None:
+    first = Scripted("primary", PermanentError("550 no such user"))
+    second = Scripted("backup")
+    chain = Chain([route(first), route(second)])
+    with pytest.raises(PermanentError) as caught:
+        await chain.send(MESSAGE, max_wait=1)
+    assert caught.value.provider == "primary" and second.calls == []
+    assert chain.routes[0].breaker.failures == 0, "a bad address says the provider is up"
+
+
+async def test_retry_after_pauses_the_provider() -> None:
+    provider = Scripted("sms", TransientError("429 slow down", retry_after=2))
+    chain = Chain([route(provider, threshold=10)])
+    with pytest.raises(TransientError):
+        await chain.send(MESSAGE, max_wait=5)
+    with pytest.raises(Throttled) as caught:
+        await chain.send(MESSAGE, max_wait=0.5)  # would have to wait about 2 s
+    assert 1.5 < caught.value.wait <= 2
+    started = time.monotonic()
+    await chain.send(MESSAGE, max_wait=5)
+    assert provider.calls[1] - provider.calls[0] >= 2.0
+    assert time.monotonic() - started >= 1.4
+
+
+async def test_all_breakers_open_defers_without_an_attempt() -> None:
+    only = Scripted("p", TransientError("down"))
+    chain = Chain([route(only, threshold=1)])
+    with pytest.raises(TransientError):
+        await chain.send(MESSAGE, max_wait=1)
+    with pytest.raises(Throttled) as caught:
+        await chain.send(MESSAGE, max_wait=1)
+    assert caught.value.wait == pytest.approx(60, abs=1)
+    assert len(only.calls) == 1
