@@ -14,7 +14,7 @@ import structlog
 
 from . import retention
 from .config import Settings
-from .delivery.breaker import Breaker
+from .delivery.breaker import Breaker, Breakers
 from .delivery.breaker import State as BreakerStateName
 from .delivery.chain import Chain, Route
 from .delivery.ratelimit import Pacer
@@ -40,7 +40,6 @@ class Engine:
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
-        self.breakers: dict[str, Breaker] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -60,10 +59,11 @@ class Engine:
 
     def _route(self, provider: Provider) -> Route:
         s = self.settings
-        breaker = Breaker(provider.name, s.breaker_threshold, s.breaker_reset_seconds,
-                          on_change=self._breaker_changed)  # fmt: skip
-        self.breakers[provider.name] = breaker
-        return Route(provider, breaker, Pacer(self.store, provider.name, s.rate_for(provider.name)))
+        breakers = Breakers(provider.name, s.breaker_threshold, s.breaker_reset_seconds,
+                            on_change=self._breaker_changed)  # fmt: skip
+        return Route(
+            provider, breakers, Pacer(self.store, provider.name, s.rate_for(provider.name))
+        )
 
     def _breaker_changed(self, breaker: Breaker, now: BreakerStateName) -> None:
         state = BreakerState(self.settings.instance, breaker.name, now.value,

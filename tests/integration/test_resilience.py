@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
 from aiosmtpd.controller import Controller
 
 from tests.conftest import free_port
+from tests.integration.fakehttp import Reply, Seen, fake_server
 from tests.integration.test_delivery import Sink
 
 EMAIL = {"type": "EMAIL", "recipient": "a@example.com", "subject": "s", "message": "m"}
@@ -102,3 +104,45 @@ async def test_callback_url_must_be_http(herald: Any) -> None:
     async with herald(deliver=False) as h:
         reply = await h.client.post("/api/notifications", json={**EMAIL, "callbackUrl": "ftp://x"})
         assert reply.status_code == 422 and reply.json()["errors"][0]["field"] == "callbackUrl"
+
+
+WEBHOOK = {
+    "webhook_providers": ["webhook"],
+    "webhook_secret": "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0",
+    "webhook_allow_hosts": "127.0.0.1",
+}
+
+
+async def test_429_retry_after_holds_every_call_to_the_provider(herald: Any) -> None:
+    answers = [Reply(429, b"slow down", {"retry-after": "2"})]
+    calls: list[float] = []
+    throttled = asyncio.Event()
+
+    def handle(seen: Seen) -> Reply:
+        calls.append(time.monotonic())
+        throttled.set()
+        return answers.pop(0) if answers else Reply(200, b"ok")
+
+    async with fake_server(handle) as server, herald(**WEBHOOK) as h:
+        first = await h.client.post("/api/notifications", json={
+            "type": "WEBHOOK", "recipient": f"{server.url}/a", "message": "one"})  # fmt: skip
+        await asyncio.wait_for(throttled.wait(), 10)
+        second = await h.client.post("/api/notifications", json={
+            "type": "WEBHOOK", "recipient": f"{server.url}/b", "message": "two"})  # fmt: skip
+        await h.wait_status(second.json()["data"]["_id"], "SENT", timeout=15)
+        await h.wait_status(first.json()["data"]["_id"], "SENT", timeout=15)
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 2.0, "called again before Retry-After passed"
+
+
+async def test_410_disables_the_endpoint_for_later_sends(herald: Any) -> None:
+    async with fake_server(lambda seen: Reply(410, b"gone")) as server, herald(**WEBHOOK) as h:
+        url = f"{server.url}/hook"
+        body = {"type": "WEBHOOK", "recipient": url, "message": "x"}
+        first = (await h.client.post("/api/notifications", json=body)).json()["data"]
+        gone = await h.wait_status(first["_id"], "FAILED")
+        second = (await h.client.post("/api/notifications", json=body)).json()["data"]
+        refused = await h.wait_status(second["_id"], "FAILED")
+    assert len(server.seen) == 1, "a gone endpoint was called again"
+    assert gone["notification"]["attempts"] == 1
+    assert "reported gone" in refused["notification"]["error"]

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from herald.delivery.breaker import Breaker, State
+from herald.delivery.breaker import Breaker, Breakers, State
 from herald.delivery.chain import Chain, Route
 from herald.delivery.ratelimit import Pacer, Throttled
 from herald.errors import PermanentError, TransientError
@@ -89,7 +89,7 @@ class NoStore:
 
 
 def route(provider: Scripted, threshold: int = 2) -> Route:
-    return Route(provider, Breaker(provider.name, threshold=threshold, reset_after=60),
+    return Route(provider, Breakers(provider.name, threshold=threshold, reset_after=60),
                  Pacer(NoStore(), provider.name, None))  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -104,7 +104,7 @@ async def test_transient_error_fails_over_and_open_breaker_is_skipped() -> None:
         receipt = await chain.send(MESSAGE, max_wait=1)
         assert receipt.provider == "backup"
     assert len(first.calls) == 2, "no call reaches a provider whose breaker is open"
-    assert chain.routes[0].breaker.state is State.OPEN
+    assert chain.routes[0].breakers.get().state is State.OPEN
 
 
 async def test_permanent_error_ends_the_attempt_and_names_the_provider() -> None:
@@ -114,7 +114,7 @@ async def test_permanent_error_ends_the_attempt_and_names_the_provider() -> None
     with pytest.raises(PermanentError) as caught:
         await chain.send(MESSAGE, max_wait=1)
     assert caught.value.provider == "primary" and second.calls == []
-    assert chain.routes[0].breaker.failures == 0, "a bad address says the provider is up"
+    assert chain.routes[0].breakers.get().failures == 0, "a bad address says the provider is up"
 
 
 async def test_retry_after_pauses_the_provider() -> None:
@@ -140,3 +140,41 @@ async def test_all_breakers_open_defers_without_an_attempt() -> None:
         await chain.send(MESSAGE, max_wait=1)
     assert caught.value.wait == pytest.approx(60, abs=1)
     assert len(only.calls) == 1
+
+
+class PerHost(Scripted):
+    def destination(self, recipient: str) -> str | None:
+        return recipient.split("/")[2]
+
+
+async def test_per_destination_breakers_keep_one_bad_receiver_to_itself() -> None:
+    hook = PerHost("webhook", *[TransientError("503")] * 3)
+    chain = Chain([route(hook, threshold=2)])
+    bad = Message("n1", "default", Channel.WEBHOOK, "https://bad.example/h", "x")
+    good = Message("n2", "default", Channel.WEBHOOK, "https://good.example/h", "x")
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            await chain.send(bad, max_wait=1)
+    with pytest.raises(Throttled):
+        await chain.send(bad, max_wait=1)  # its breaker is open
+    with pytest.raises(TransientError):
+        await chain.send(good, max_wait=1)  # the third scripted failure, on another host
+    assert (await chain.send(good, max_wait=1)).provider == "webhook"
+    assert chain.routes[0].breakers.get("bad.example").state is State.OPEN
+    assert chain.routes[0].breakers.get("good.example").state is State.CLOSED
+
+
+class Picky(Scripted):
+    def accepts(self, recipient: str) -> bool:
+        return recipient.startswith("{")
+
+
+async def test_providers_that_cannot_take_the_recipient_are_skipped() -> None:
+    webpush, fcm = Picky("webpush"), Scripted("fcm")
+    chain = Chain([route(webpush), route(fcm)])
+    token = Message("n1", "default", Channel.PUSH, "fcm-token-abc:123", "x")
+    assert (await chain.send(token, max_wait=1)).provider == "fcm"
+    assert webpush.calls == []
+    only_webpush = Chain([route(Picky("webpush"))])
+    with pytest.raises(PermanentError, match="takes this recipient"):
+        await only_webpush.send(token, max_wait=1)

@@ -143,3 +143,29 @@ def test_plain_address_shortcut_agrees_with_email_validator(address: str) -> Non
     except ValueError:
         got = None
     assert got == expected
+
+
+def test_push_takes_a_web_push_subscription() -> None:
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
+    subscription = json.dumps({"endpoint": "https://push.example.com/abc",
+                               "keys": {"p256dh": b64(point), "auth": b64(b"0" * 16)}})  # fmt: skip
+    body = NotificationIn.model_validate(
+        {"type": "PUSH", "recipient": subscription, "message": "x"}
+    )
+    assert body.recipient == subscription
+    broken = subscription.replace("https://push", "ftp://push")
+    errors = fields_of({"type": "PUSH", "recipient": broken, "message": "x"})
+    assert "endpoint" in errors["recipient"]
+
+
+def test_chat_refuses_generic_http_urls() -> None:
+    errors = fields_of({"type": "CHAT", "recipient": "json://10.0.0.1/hook", "message": "x"})
+    assert "WEBHOOK" in errors["recipient"]

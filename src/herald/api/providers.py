@@ -14,6 +14,7 @@ router = APIRouter(prefix="/api", tags=["providers"])
 
 class BreakerOut(BaseModel):
     instance: str
+    destination: str | None  # for per-destination breakers (webhook hosts, chat services)
     state: str
     failures: int
     changedAt: str
@@ -38,9 +39,9 @@ async def providers(request: Request) -> JSONBody:
     data = []
     for name, provider in sorted(engine.providers.built.items()):
         breakers = [
-            {"instance": b.instance, "state": b.state, "failures": b.failures,
-             "changedAt": present.iso(b.changed_at)}
-            for b in recorded if b.provider == name
+            {"instance": b.instance, "destination": b.provider.partition(":")[2] or None,
+             "state": b.state, "failures": b.failures, "changedAt": present.iso(b.changed_at)}
+            for b in recorded if b.provider.partition(":")[0] == name
         ]  # fmt: skip
         data.append({
             "name": name,

@@ -53,6 +53,12 @@ def phone(value: str) -> str:
 
 
 def device_token(value: str) -> str:
+    """An FCM or APNs device token, or a Web Push subscription (its JSON)."""
+    if value.lstrip().startswith("{"):
+        from ..providers.webpush import Subscription  # the provider owns the format
+
+        Subscription.parse(value)
+        return value
     if not _TOKEN.match(value):
         raise ValueError(
             "must be a device token: 8 to 4096 characters of letters, digits and _-:.+/="
@@ -69,9 +75,16 @@ def http_url(value: str) -> str:
     return value
 
 
+#: Apprise's generic HTTP senders open connections of their own, past the SSRF
+#: guard that webhooks go through; generic HTTP belongs on the WEBHOOK channel.
+_GENERIC_HTTP = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
 def chat_url(value: str) -> str:
     if not _SCHEME.match(value):
         raise ValueError("must be a chat service URL such as slack://TOKEN_A/TOKEN_B/TOKEN_C")
+    if value.partition("://")[0].lower() in _GENERIC_HTTP:
+        raise ValueError("generic HTTP URLs (json://, xml://, form://) go on the WEBHOOK channel")
     return value
 
 

@@ -83,3 +83,43 @@ class Breaker:
         self._state = state
         if self._on_change is not None:
             self._on_change(self, state)
+
+
+class Breakers:
+    """A provider's breakers: one for the provider, or one per destination.
+
+    A webhook or chat provider's failures belong to one receiver, so one
+    tenant's broken endpoint must not open the breaker for everybody: such
+    providers name a destination (``Provider.destination``) and get a breaker
+    each, named ``provider:destination``.
+    """
+
+    MAX_TRACKED = 10_000  # destinations; healthy ones are forgotten beyond this
+
+    def __init__(
+        self,
+        provider: str,
+        threshold: int,
+        reset_after: float,
+        on_change: Callable[[Breaker, State], None] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self.on_change = on_change
+        self._by_key: dict[str, Breaker] = {}
+
+    def get(self, destination: str | None = None) -> Breaker:
+        key = self.provider if destination is None else f"{self.provider}:{destination}"
+        breaker = self._by_key.get(key)
+        if breaker is None:
+            if len(self._by_key) >= self.MAX_TRACKED:
+                self._forget_healthy()
+            breaker = Breaker(key, self.threshold, self.reset_after, self.on_change)
+            self._by_key[key] = breaker
+        return breaker
+
+    def _forget_healthy(self) -> None:
+        for key, breaker in list(self._by_key.items()):
+            if breaker.failures == 0 and breaker.state is State.CLOSED:
+                del self._by_key[key]

@@ -16,7 +16,7 @@ import structlog
 
 from ..errors import PermanentError, TransientError
 from ..providers.base import Message, Provider, Receipt
-from .breaker import Breaker
+from .breaker import Breakers
 from .ratelimit import Pacer, Throttled
 
 log = structlog.get_logger("herald.chain")
@@ -25,7 +25,7 @@ log = structlog.get_logger("herald.chain")
 @dataclass(frozen=True, slots=True)
 class Route:
     provider: Provider
-    breaker: Breaker
+    breakers: Breakers
     pacer: Pacer
 
 
@@ -38,25 +38,30 @@ class Chain:
     async def send(self, message: Message, max_wait: float) -> Receipt:
         last: TransientError | None = None
         waits: list[float] = []
-        for route in self.routes:
+        routes = [r for r in self.routes if r.provider.accepts(message.recipient)]
+        if not routes:
+            names = ", ".join(r.provider.name for r in self.routes)
+            raise PermanentError(f"no provider of this channel ({names}) takes this recipient")
+        for route in routes:
             name = route.provider.name
-            if not route.breaker.allow():
-                waits.append(route.breaker.retry_in())
+            breaker = route.breakers.get(route.provider.destination(message.recipient))
+            if not breaker.allow():
+                waits.append(breaker.retry_in())
                 continue
             try:
                 await route.pacer.acquire(max_wait)
             except Throttled as throttled:
-                route.breaker.release()
+                breaker.release()
                 waits.append(throttled.wait)
                 continue
             try:
                 receipt = await route.provider.send(message)
             except PermanentError as exc:
-                route.breaker.succeeded()  # the provider answered: it is up
+                breaker.succeeded()  # the provider answered: it is up
                 exc.provider = exc.provider or name
                 raise
             except TransientError as exc:
-                route.breaker.failed()
+                breaker.failed()
                 exc.provider = exc.provider or name
                 if exc.retry_after:
                     await route.pacer.pause(exc.retry_after)
@@ -64,9 +69,9 @@ class Chain:
                 last = exc
                 continue
             except Exception:
-                route.breaker.failed()
+                breaker.failed()
                 raise
-            route.breaker.succeeded()
+            breaker.succeeded()
             return receipt
         if last is not None:
             raise last

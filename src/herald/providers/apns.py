@@ -30,6 +30,7 @@ and 5xx are transient with ``Retry-After``; other 4xx are permanent.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -122,10 +123,21 @@ class ProviderToken:
         log.info("apns_token_issued", key_id=self._key_id)
 
 
+_APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
+
+
+def is_apns_token(recipient: str) -> bool:
+    """APNs device tokens are hexadecimal (32 bytes today, longer allowed)."""
+    return _APNS_TOKEN.match(recipient) is not None
+
+
 @register("apns")
 class APNsProvider(Provider):
     name = "apns"
     channels = frozenset({Channel.PUSH})
+
+    def accepts(self, recipient: str) -> bool:
+        return is_apns_token(recipient)
 
     def __init__(self, settings: Settings, store: Store) -> None:
         required = {

@@ -64,6 +64,23 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def send(self, message: Message) -> Receipt: ...
 
+    def accepts(self, recipient: str) -> bool:
+        """Can this provider deliver to a recipient of this kind?
+
+        Push providers share a channel but not token formats (an FCM token, an
+        APNs token, a Web Push subscription): a chain skips a provider that
+        cannot take the recipient rather than sending it somewhere useless.
+        """
+        return True
+
+    def destination(self, recipient: str) -> str | None:
+        """The receiver whose health a failure speaks of, when it is not the provider's.
+
+        None (the default) means one breaker for the provider; a webhook
+        provider answers the host, so one broken endpoint opens only its own.
+        """
+        return None
+
     async def close(self) -> None:  # noqa: B027 - most providers hold nothing to close
         """Release connections; called once at shutdown."""
 

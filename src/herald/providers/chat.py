@@ -19,6 +19,8 @@ similar URLs.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import apprise
 import structlog
 
@@ -38,6 +40,10 @@ TIMEOUT = 30.0
 class AppriseProvider(Provider):
     name = "apprise"
     channels = frozenset({Channel.CHAT})
+
+    def destination(self, recipient: str) -> str | None:
+        parts = urlsplit(recipient)
+        return f"{parts.scheme}://{parts.hostname or ''}"
 
     def __init__(self, settings: Settings, store: Store) -> None:
         # Memory only: Apprise's persistent store would write under $HOME.

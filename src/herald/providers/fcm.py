@@ -45,6 +45,7 @@ from ..errors import (
 from ..models import Channel
 from ..store.base import Store
 from . import httpapi
+from .apns import is_apns_token
 from .base import Message, Provider, Receipt, register
 
 log = structlog.get_logger("herald.providers.fcm")
@@ -100,6 +101,11 @@ class ServiceAccount:
 class FCMProvider(Provider):
     name = "fcm"
     channels = frozenset({Channel.PUSH})
+
+    def accepts(self, recipient: str) -> bool:
+        # FCM registration tokens are long and not hexadecimal; APNs tokens and
+        # Web Push subscriptions go to their own providers.
+        return not recipient.lstrip().startswith("{") and not is_apns_token(recipient)
 
     def __init__(self, settings: Settings, store: Store) -> None:
         if not settings.fcm_credentials_file:

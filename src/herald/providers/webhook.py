@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -100,6 +101,9 @@ def signatures(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) 
 class WebhookProvider(Provider):
     name = "webhook"
     channels = frozenset({Channel.WEBHOOK})
+
+    def destination(self, recipient: str) -> str | None:
+        return urlsplit(recipient).hostname or recipient
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self._keys = parse_secrets(settings.webhook_secret)

@@ -147,6 +147,9 @@ class WebPushProvider(Provider):
     name = "webpush"
     channels = frozenset({Channel.PUSH})
 
+    def accepts(self, recipient: str) -> bool:
+        return recipient.lstrip().startswith("{")  # a subscription, not a device token
+
     def __init__(self, settings: Settings, store: Store) -> None:
         if not settings.vapid_private_key:
             raise ConfigError("the webpush provider needs HERALD_VAPID_PRIVATE_KEY")
