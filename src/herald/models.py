@@ -257,6 +257,7 @@ class Stats:
     queue_depth: dict[str, int]
     average_processing_ms: float
     success_rate: float
+    by_channel_status: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

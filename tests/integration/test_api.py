@@ -203,3 +203,19 @@ async def test_every_201_has_its_row(herald: Any) -> None:
         assert len(ids) == 200
         stats = (await h.client.get("/api/notifications/stats/system")).json()["data"]
         assert stats["total"] == 200
+
+
+async def test_prometheus_metrics(herald: Any) -> None:
+    async with herald() as h:
+        created = (await h.client.post("/api/notifications", json=EMAIL)).json()["data"]
+        await h.wait_status(created["_id"], "SENT")
+        await h.client.post("/api/notifications", json={**EMAIL, "recipient": "bad"})
+        reply = await h.client.get("/api/metrics")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    text = reply.text
+    assert 'notifications_created_total{type="EMAIL"} 1.0' in text
+    assert 'notifications_sent_total{type="EMAIL"} 1.0' in text
+    assert 'queue_depth{queue="email"} 0.0' in text
+    assert 'http_requests_total{method="POST",route="/api/notifications",status="201"}' in text
+    assert 'http_requests_total{method="POST",route="/api/notifications",status="422"}' in text
+    assert 'notification_processing_duration_seconds_count{outcome="sent",type="EMAIL"}' in text

@@ -7,6 +7,7 @@ so a client retries instead of believing an unsaved notification was taken.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import metrics
 from ..errors import StoreUnavailable
 from .json import JSONBody
 
@@ -115,6 +117,8 @@ class BodyLimitAndIdentity:
                 return
         seen = 0
         started = False
+        clock = time.perf_counter()
+        status = 500
 
         async def limited() -> Message:
             nonlocal seen
@@ -126,17 +130,22 @@ class BodyLimitAndIdentity:
             return message
 
         async def stamped(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), self.identity]
             await send(message)
 
         try:
             await self.app(scope, limited, stamped)
         except _TooLarge:
+            status = 413
             if not started:
                 await self._too_large(send)
+        finally:
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
+            metrics.observe_http(scope["method"], route, status, clock)
 
     async def _too_large(self, send: Send) -> None:
         response = JSONBody(too_large_body(self.max_bytes), status_code=413)

@@ -17,6 +17,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import metrics
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT, NewNotification, Priority, Status
 from . import present
@@ -75,6 +76,7 @@ class IngestFastPath:
                 # Idempotent requests and oversized bodies take the full stack.
                 await self.app(scope, receive, send)
                 return
+        clock = time.perf_counter()
         chunks = []
         size = 0
         more = True
@@ -99,6 +101,7 @@ class IngestFastPath:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        metrics.observe_http("POST", PATH, status, clock)
 
     async def _handle(self, raw: bytes) -> tuple[int, bytes, list[Any]]:
         headers: list[tuple[bytes, bytes]] = []

@@ -7,8 +7,11 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import StoreUnavailable
+from ..metrics import exposition
 from ..models import DEFAULT_TENANT, Channel
 from . import present
 from .json import JSONBody
@@ -68,3 +71,17 @@ async def mailbox(
     )
     items = [present.mailbox_item(m, m.notification_id in secret) for m in messages]
     return JSONBody({"success": True, "data": {"messages": items}})
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        503: {"model": ErrorBody},
+    },
+    summary="Prometheus metrics: notifications by type and status, queue depth, HTTP, providers",
+)
+async def metrics(request: Request) -> PlainTextResponse:
+    stats = await request.app.state.engine.store.stats(DEFAULT_TENANT)
+    return PlainTextResponse(exposition(stats), media_type=CONTENT_TYPE_LATEST)

@@ -23,6 +23,7 @@ import structlog
 
 from ..config import Settings
 from ..errors import PermanentError, StoreUnavailable, TransientError, UnregisteredRecipient
+from ..metrics import PROCESSING
 from ..models import Claim, Dead, Deferred, Outcome, Priority, Retry, Sent
 from ..providers.base import Message
 from ..retry import Ladder
@@ -175,6 +176,9 @@ class Worker:
             outcome = Sent(
                 claim, receipt.provider, receipt.message_id, elapsed, time.time(), callback
             )
+        PROCESSING.labels(claim.channel.value, type(outcome).__name__.lower()).observe(
+            time.perf_counter() - started
+        )
         # The slot stays taken until the outcome is committed (see _flush): a claim
         # whose outcome is not yet recorded would be sent again after a crash, so
         # it counts against the in-flight bound like a send in progress.

@@ -61,7 +61,9 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
     total = 0
     ms_sum = 0.0
     ms_count = 0
+    crossed: dict[tuple[str, str], int] = {}
     for status, channel, priority, count, sum_ms, count_ms in rows:
+        crossed[(channel, status)] = crossed.get((channel, status), 0) + count
         total += count
         by_status[status] += count
         by_channel[channel] += count
@@ -81,6 +83,7 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
         queue_depth=depth,
         average_processing_ms=round(ms_sum / ms_count, 2) if ms_count else 0.0,
         success_rate=round(100.0 * by_status["SENT"] / finished, 2) if finished else 100.0,
+        by_channel_status=crossed,
     )
 
 
