@@ -16,6 +16,7 @@ def herald(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env["HERALD_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
     env["HERALD_LOG_LEVEL"] = "warning"
+    env["COLUMNS"] = "200"  # rich folds long ids in narrower tables
     return subprocess.run(
         [sys.executable, "-m", "herald.cli", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
@@ -50,3 +51,43 @@ def test_send_refuses_bad_input_with_the_field_named(tmp_path: Path) -> None:
 def _count(tmp_path: Path) -> int:
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         return int(conn.execute("SELECT count(*) FROM notifications").fetchone()[0])
+
+
+def test_queues_and_dlq_commands(tmp_path: Path) -> None:
+    assert herald(tmp_path, "queues", "pause", "mail").returncode == 0
+    shown = herald(tmp_path, "queues")
+    assert shown.returncode == 0
+    email_row = next(line for line in shown.stdout.splitlines() if " email " in line)
+    assert "paused" in email_row
+    assert herald(tmp_path, "queues", "resume", "email").returncode == 0
+    assert "paused" not in next(
+        line for line in herald(tmp_path, "queues").stdout.splitlines() if " email " in line
+    )
+    assert herald(tmp_path, "queues", "pause", "nowhere").returncode != 0
+
+    sent = herald(tmp_path, "send", "--to", "a@example.com", "--subject", "s", "--message", "m")
+    notification_id = json.loads(sent.stdout)["id"]
+    with sqlite3.connect(tmp_path / "cli.db") as conn:  # as if delivery had failed for good
+        conn.execute(
+            "UPDATE notifications SET status = 'FAILED', queue = 'dlq', attempts = 6, "
+            "last_error = '550 no such user', failed_at = created_at WHERE id = ?",
+            (notification_id,),
+        )
+    listed = herald(tmp_path, "dlq", "list")
+    assert listed.returncode == 0 and notification_id in listed.stdout and "550" in listed.stdout
+    replayed = herald(tmp_path, "dlq", "replay", "--all")
+    assert replayed.returncode == 0 and "1 replayed" in replayed.stdout
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        row = conn.execute(
+            "SELECT status, attempts FROM notifications WHERE id = ?", (notification_id,)
+        ).fetchone()
+        actor = conn.execute(
+            "SELECT message FROM audit WHERE notification_id = ? ORDER BY id DESC LIMIT 1",
+            (notification_id,),
+        ).fetchone()[0]
+    assert row == ("QUEUED", 0)
+    assert "by cli:" in actor
+    stats = herald(tmp_path, "stats")
+    assert stats.returncode == 0 and "QUEUED" in stats.stdout
+    cleaned = herald(tmp_path, "clean")
+    assert cleaned.returncode == 0 and "removed 0 sent notifications" in cleaned.stdout
