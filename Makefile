@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: up test lint typecheck bench lock clean
+.PHONY: up test lint typecheck bench lock clean haproxy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,19 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck haproxy
 	$(BIN)/pytest -q
+
+# The HAProxy end-to-end test needs haproxy (Debian package). Installed here when
+# it is missing and we may (root); otherwise we stop and say what to run.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing haproxy (Debian package) for the end-to-end tests"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy; \
+	  else \
+	    echo "make test needs haproxy: run 'sudo apt-get install haproxy'" >&2; exit 1; \
+	  fi; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

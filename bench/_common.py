@@ -124,8 +124,10 @@ def _settings_variables() -> set[str]:
     return names
 
 
-def herald_env(database: Path, **settings: object) -> dict[str, str]:
+def herald_env(database: Path | str, **settings: object) -> dict[str, str]:
     """The caller's environment without any Herald setting, plus ``settings``.
+
+    ``database`` is a SQLite file, or a database URL (``postgresql://…``).
 
     Keys are Herald setting names without the prefix (``fault_latency_ms=0``
     becomes ``HERALD_FAULT_LATENCY_MS=0``); ``None`` values are left out.
@@ -135,7 +137,8 @@ def herald_env(database: Path, **settings: object) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k.upper() not in drop and not k.startswith("HERALD_")
     }
-    env["HERALD_DATABASE_URL"] = f"sqlite:///{database}"
+    url = database if isinstance(database, str) else f"sqlite:///{database}"
+    env["HERALD_DATABASE_URL"] = url
     env["HERALD_LOG_LEVEL"] = "warning"
     for key, value in settings.items():
         if value is not None:
@@ -229,13 +232,16 @@ def start_herald(
     env: Mapping[str, str],
     workdir: Path,
     cpu: int | None = None,
+    log_name: str | None = None,
 ) -> Service:
     """Start ``herald MODE`` (``api``, ``worker`` or ``up``), pinned to ``cpu`` if given.
 
-    ``taskset`` execs the command, so the pid is Herald's own.
+    ``taskset`` execs the command, so the pid is Herald's own. ``log_name``
+    tells several processes of one mode apart (``herald-<log_name>.log``).
     """
     command = [*taskset_prefix(cpu), *herald_command(mode)]
-    return start_service(f"herald {mode}", command, env, workdir, workdir / f"herald-{mode}.log")
+    log_path = workdir / f"herald-{log_name or mode}.log"
+    return start_service(f"herald {log_name or mode}", command, env, workdir, log_path)
 
 
 def wait_healthy(service: Service, port: int, timeout: float = 30.0) -> float:

@@ -27,6 +27,10 @@ least the number of 2xx answers wrk received. They may exceed it by the
 requests still in flight when wrk stopped, which were committed but whose
 answers nobody read.
 
+``--store postgres`` runs the same on a throwaway PostgreSQL database (see
+``_stores.py``), where concurrent requests share a transaction in the store's
+group commit and every commit waits for ``synchronous_commit = on``.
+
 Figures: requests/s, latency p50/p90/p99, 2xx and non-2xx answers, socket
 errors, rows stored, herald's peak RSS.
 """
@@ -57,13 +61,12 @@ from _common import (
     line_buffered,
     report,
     sample_email,
-    scalar,
-    sqlite_readonly,
     start_herald,
     taskset_prefix,
     temp_dir,
     wait_healthy,
 )
+from _stores import STORES, Database, database
 
 NAME = "ingest"
 PATH = "/api/notifications"
@@ -213,9 +216,8 @@ def _breakdown(total: int, parts: dict[str, int]) -> str:
     return f"{total:,} ({shown})" if total and shown else f"{total:,}"
 
 
-def count_rows(database: Path) -> int:
-    with sqlite_readonly(database) as conn:
-        return int(scalar(conn, "SELECT count(*) FROM notifications"))
+def count_rows(db: Database) -> int:
+    return int(db.scalar("SELECT count(*) FROM notifications"))
 
 
 def probe(base: str) -> None:
@@ -242,6 +244,9 @@ def parse_args() -> argparse.Namespace:
         "--warmup", type=int, default=3, help="warm-up seconds, 0 for none (default: %(default)s)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
+    )
     parser.add_argument("--wrk", default="wrk", help="the wrk executable (default: %(default)s)")
     add_reporting_args(parser)
     args = parser.parse_args()
@@ -261,16 +266,18 @@ def main() -> int:
         print(f"error: {args.wrk!r} not found (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
     pinning = choose_pinning(not args.no_pin)
-    print(f"ingest: herald api, wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
+    print(
+        f"ingest: herald api on {args.store}, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+    )
     print(f"pinning: {pinning.description}")
 
-    with temp_dir() as work:
-        database = work / "herald.db"
+    with temp_dir() as work, database(args.store, work) as db:
         lua = work / "ingest.lua"
         write_lua(lua)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        herald = start_herald("api", herald_env(database, port=port), work, pinning.server_cpu)
+        herald = start_herald("api", herald_env(db.url, port=port), work, pinning.server_cpu)
         try:
             boot = wait_healthy(herald, port)
             print(f"herald api (pid {herald.pid}) healthy after {boot:.2f}s")
@@ -284,11 +291,11 @@ def main() -> int:
                 print(f"  warm-up: {warm.requests_per_s:,.0f} requests/s")
                 time.sleep(0.5)  # requests cut off by the end of the warm-up finish committing
             herald.check_running()
-            rows_before = count_rows(database)
+            rows_before = count_rows(db)
             print(f"measuring for {args.duration}s ...")
             run = load(args.duration)
             herald.check_running()
-            rows_after = count_rows(database)
+            rows_after = count_rows(db)
             api_status, stats = http_json("GET", base + "/api/notifications/stats/system")
             api_total = stats["data"]["total"] if api_status == 200 and stats else None
             peak_rss = herald.peak_rss_kib()
@@ -304,6 +311,7 @@ def main() -> int:
     durable = rows >= run.ok_2xx
     ok = durable and run.ok_2xx > 0
     figures = {
+        "store": args.store,
         "pinning": pinning.description,
         "requests/s": f"{run.requests_per_s:,.0f}",
         **{f"latency p{p}": _ms(run.latency_ms.get(p)) for p in (50, 90, 99)},
@@ -341,6 +349,7 @@ def main() -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "pinning": pinning.description,
+        "store": args.store,
     }
     report(
         args, NAME, "ingest (durable, one notification per request)", figures, metrics, params, ok

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,9 @@ import pytest_asyncio
 
 from herald.config import Settings
 from herald.store.base import Store
+from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
+from tests import pg
 
 
 def free_port() -> int:
@@ -41,15 +43,37 @@ def _no_herald_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Every store test runs once per store implementation."""
     return str(request.param)
 
 
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of the ``backend`` kind: a SQLite file, or a throwaway PostgreSQL
+    database with a random name, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    with pg.throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for tests that need that store in particular."""
+    with pg.throwaway_database() as url:
+        yield url
+
+
 @pytest_asyncio.fixture
-async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = SQLiteStore(str(tmp_path / "store.db"))
+async def store(backend: str, database_url: str) -> AsyncIterator[Store]:
+    opened: Store
+    if backend == "sqlite":
+        opened = SQLiteStore(database_url.removeprefix("sqlite:///"))
+    else:
+        opened = PostgresStore(database_url, pool_size=4)
     await opened.open()
     try:
         yield opened

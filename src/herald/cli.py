@@ -24,7 +24,9 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(f"bad configuration:\n{exc}") from None
 
 
-def _serve(settings: Settings, deliver: bool) -> None:
+def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> None:
+    import socket
+
     import uvicorn
 
     from .api.app import create_app
@@ -34,7 +36,7 @@ def _serve(settings: Settings, deliver: bool) -> None:
     # so a clean shutdown exits 0, as `herald worker` does.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, deliver=deliver),
         host=settings.host,
         port=settings.port,
@@ -44,6 +46,10 @@ def _serve(settings: Settings, deliver: bool) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
+    # Under `herald up --api-workers N` the supervisor binds the port and each
+    # API process accepts from that one inherited socket.
+    sockets = None if socket_fd is None else [socket.socket(fileno=socket_fd)]
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 @click.group()
@@ -57,21 +63,54 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default=None, help="Listen address (HERALD_HOST).")
 @click.option("--port", type=int, default=None, help="Listen port (HERALD_PORT).")
-def up(host: str | None, port: int | None) -> None:
-    """Migrate, then run the API and the delivery worker in one process."""
+@click.option(
+    "--api-workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="API processes sharing the port (with --delivery-workers: separate processes).",
+)
+@click.option(
+    "--delivery-workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delivery worker processes beside the API processes.",
+)
+def up(
+    host: str | None, port: int | None, api_workers: int | None, delivery_workers: int | None
+) -> None:
+    """Migrate, then run the API and the delivery worker.
+
+    With neither option: one process does both. With either: a supervisor runs
+    that many API and worker processes (1 of each unless given), restarts any
+    that dies, and stops them all gracefully on SIGTERM or SIGINT.
+    """
     settings = _settings(host=host, port=port)
     configure(settings.log_level)
-    _serve(settings, deliver=True)
+    if api_workers is None and delivery_workers is None:
+        _serve(settings, deliver=True)
+        return
+    from .supervisor import Supervisor
+
+    try:
+        supervisor = Supervisor(
+            settings,
+            1 if api_workers is None else api_workers,
+            1 if delivery_workers is None else delivery_workers,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(supervisor.run())
 
 
 @main.command()
 @click.option("--host", default=None, help="Listen address (HERALD_HOST).")
 @click.option("--port", type=int, default=None, help="Listen port (HERALD_PORT).")
-def api(host: str | None, port: int | None) -> None:
+@click.option("--socket-fd", type=int, default=None, hidden=True)  # set by `herald up`
+def api(host: str | None, port: int | None, socket_fd: int | None) -> None:
     """Run the HTTP API only; it stores notifications and delivers nothing."""
     settings = _settings(host=host, port=port)
     configure(settings.log_level)
-    _serve(settings, deliver=False)
+    _serve(settings, deliver=False, socket_fd=socket_fd)
 
 
 @main.command()

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         24.0, ge=24.0, validation_alias=_env("IDEMPOTENCY_TTL_HOURS")
     )
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS"))
+    # PostgreSQL: connections per process (each process also holds one for LISTEN when
+    # it delivers), and how often an idle worker looks for rows that fell due, since a
+    # commit that makes work due wakes it at once.
+    database_pool_size: int = Field(10, ge=2, le=200, validation_alias=_env("DATABASE_POOL_SIZE"))
+    idle_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("IDLE_POLL_INTERVAL"))
     # Operators' event types (README "Event types"): a JSON file read once, at start.
     event_types_file: str | None = Field(None, validation_alias=_env("EVENT_TYPES_FILE"))
 
@@ -239,6 +244,12 @@ class Settings(BaseSettings):
         if channel is Channel.EMAIL and self.smtp_host:
             return ["smtp"]
         return ["capture"]
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The URL when it names PostgreSQL (``postgresql://``, ``postgres://``)."""
+        scheme = self.database_url.partition("://")[0].split("+")[0]
+        return self.database_url if scheme in ("postgresql", "postgres") else None
 
     @property
     def sqlite_path(self) -> str | None:

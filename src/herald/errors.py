@@ -10,6 +10,7 @@
     │       └── UnregisteredRecipient  the device token or endpoint is gone for good
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or is locked
+        ├── Unstorable         a value the database cannot hold (NUL in PostgreSQL text)
         └── NotFound           no such row for this tenant
 """
 
@@ -55,6 +56,10 @@ class StoreError(HeraldError):
 
 class StoreUnavailable(StoreError):
     pass
+
+
+class Unstorable(StoreError):
+    """PostgreSQL text and JSON cannot contain the NUL character; the request is refused."""
 
 
 class NotFound(StoreError):

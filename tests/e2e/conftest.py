@@ -266,8 +266,8 @@ class Herald:
             )
         return env
 
-    def start(self, command: str, **overrides: str | float) -> HeraldProcess:
-        """Run ``herald COMMAND`` with the base environment plus ``overrides``.
+    def start(self, command: str, *args: str, **overrides: str | float) -> HeraldProcess:
+        """Run ``herald COMMAND ARGS`` with the base environment plus ``overrides``.
 
         ``api`` and ``up`` get a free port unless ``HERALD_PORT`` is given.
         """
@@ -281,7 +281,7 @@ class Herald:
         log_path = self.workdir / f"{name}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "herald.cli", command],
+                [sys.executable, "-m", "herald.cli", command, *args],
                 env=env,
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
@@ -293,14 +293,14 @@ class Herald:
         self.processes.append(process)
         return process
 
-    async def start_http(self, command: str, **overrides: str | float) -> HeraldProcess:
+    async def start_http(self, command: str, *args: str, **overrides: str | float) -> HeraldProcess:
         """Start ``herald api`` or ``herald up`` and wait until it is healthy.
 
         A free port can be taken by someone else before the process binds it;
         then (unless the caller chose the port) it is started again on another.
         """
         for tries_left in reversed(range(3)):
-            process = self.start(command, **overrides)
+            process = self.start(command, *args, **overrides)
             if await wait_for_health(
                 process, retry_port=tries_left > 0 and "HERALD_PORT" not in overrides
             ):
@@ -401,7 +401,20 @@ def herald(
     request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SMTPServer
 ) -> Iterator[Herald]:
     """Start ``herald`` processes on this test's own SQLite file, SMTP to ``smtp_server``."""
-    runner = Herald(tmp_path, smtp_server)
+    yield from _running(request, Herald(tmp_path, smtp_server))
+
+
+@pytest.fixture
+def pg_herald(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SMTPServer, pg_url: str
+) -> Iterator[Herald]:
+    """Like ``herald``, on a throwaway PostgreSQL database (dropped after the processes)."""
+    from tests.e2e.pgherald import PgHerald
+
+    yield from _running(request, PgHerald(tmp_path, smtp_server, pg_url))
+
+
+def _running(request: pytest.FixtureRequest, runner: Herald) -> Iterator[Herald]:
     try:
         yield runner
     finally:

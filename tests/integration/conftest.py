@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 import uvicorn
 
 from herald.api.app import create_app
 from herald.engine import Engine
+from tests import pg
 from tests.conftest import make_settings
 
 
@@ -60,16 +63,37 @@ async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> Async
 Serve = Callable[..., Awaitable[Running]]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``every_store`` run their in-process Herald on each store."""
+    if "herald" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_store"):
+        metafunc.parametrize("herald_store", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def herald_store(request: pytest.FixtureRequest) -> str:
+    """The store ``herald``'s instances use: SQLite unless the test is marked ``every_store``
+    and this is its PostgreSQL run."""
+    return str(getattr(request, "param", "sqlite"))
+
+
 @pytest_asyncio.fixture
-async def herald(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``async with herald(**settings) as h`` starts a Herald; several may run per test."""
+async def herald(tmp_path: Path, herald_store: str) -> AsyncIterator[Callable[..., Any]]:
+    """``async with herald(**settings) as h`` starts a Herald; several may run per test.
+
+    Each instance has a database of its own: a SQLite file in its folder, or a
+    throwaway PostgreSQL database dropped after the test.
+    """
     counter = 0
+    databases = contextlib.ExitStack()
 
     def start(deliver: bool = True, **overrides: Any) -> Any:
         nonlocal counter
         counter += 1
         folder = tmp_path / f"h{counter}"
         folder.mkdir()
+        if herald_store == "postgres" and "database_url" not in overrides:
+            overrides["database_url"] = databases.enter_context(pg.throwaway_database())
         return serve(folder, deliver, **overrides)
 
-    yield start
+    with databases:
+        yield start

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from herald.api.schemas import NotificationOut
+
+pytestmark = pytest.mark.every_store
 
 EMAIL = {
     "type": "EMAIL",

@@ -15,6 +15,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.every_store
+
 FAST_LADDER = {
     "retry_backoff": ["0", "0.05", "0.1"],
     "retry_1_delay_ms": 100,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,16 +17,27 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
+from tests import pg
 from tests.conftest import free_port
 
 
-@pytest.fixture(scope="module")
-def herald_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `herald up` (API and worker), as the fuzzer's target."""
-    folder: Path = tmp_path_factory.mktemp("fuzz")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def herald_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `herald up` (API and worker) on each store, as the fuzzer's target."""
+    with contextlib.ExitStack() as stack:
+        folder: Path = tmp_path_factory.mktemp("fuzz")
+        database = f"sqlite:///{folder / 'fuzz.db'}"
+        if request.param == "postgres":
+            database = stack.enter_context(pg.throwaway_database())
+        yield from _serve(folder, database)
+
+
+def _serve(folder: Path, database: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
-    env.update(HERALD_DATABASE_URL=f"sqlite:///{folder / 'fuzz.db'}", HERALD_PORT=str(port),
+    env.update(HERALD_DATABASE_URL=database, HERALD_PORT=str(port),
                HERALD_LOG_LEVEL="warning")  # fmt: skip
     log = open(folder / "herald.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([sys.executable, "-m", "herald.cli", "up"], cwd=folder, env=env,

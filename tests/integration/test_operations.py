@@ -7,9 +7,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from herald.models import Channel, Dead, NewNotification, Priority, Sent
 from herald.store.base import Store
+
+pytestmark = pytest.mark.every_store
 
 EMAIL = {"type": "EMAIL", "recipient": "a@example.com", "subject": "s", "message": "m"}
 FAILING = {"email_providers": ["fault"], "fault_failure_rate": 1.0, "fault_error": "permanent"}

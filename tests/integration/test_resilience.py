@@ -7,11 +7,14 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import free_port
 from tests.integration.fakehttp import Reply, Seen, fake_server
 from tests.integration.test_delivery import Sink
+
+pytestmark = pytest.mark.every_store
 
 EMAIL = {"type": "EMAIL", "recipient": "a@example.com", "subject": "s", "message": "m"}
 

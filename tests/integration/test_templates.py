@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from herald.api.eventschemas import RenderOut, TemplateDeleted, TemplateDetail, TemplateOut
 from herald.api.schemas import Envelope
+
+pytestmark = pytest.mark.every_store
 
 SHIPPED = {
     "name": "order-shipped",

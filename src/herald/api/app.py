@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..config import Settings
+from ..dashboard import routes as dashboard
 from ..engine import Engine
 from . import (
     bulk,
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     app.include_router(event_types_router)
     app.include_router(signups_router)
     app.include_router(seeds_router)
+    app.include_router(dashboard.router)  # HTML for operators, outside the OpenAPI document
+    app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
+    app.add_api_route("/", dashboard.home, include_in_schema=False)
     max_bytes, instance = settings.max_body_bytes, settings.instance
     app.add_middleware(
         idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from ..errors import StoreUnavailable
+from ..errors import StoreUnavailable, Unstorable
 from .json import JSONBody
 
 log = structlog.get_logger("herald.api")
@@ -49,6 +49,12 @@ UNAVAILABLE = {
 
 
 INTERNAL = {"success": False, "message": "Internal error; it has been logged.", "errors": []}
+
+UNSTORABLE = {
+    "success": False,
+    "message": "The request holds a NUL character, which the store cannot keep.",
+    "errors": [{"field": "body", "message": "must not contain NUL characters"}],
+}
 
 
 def too_large_body(max_bytes: int) -> dict[str, Any]:
@@ -83,6 +89,10 @@ async def _unavailable(request: Request, exc: Exception) -> JSONBody:
     return JSONBody(UNAVAILABLE, status_code=503, headers={"Retry-After": "1"})
 
 
+async def _unstorable(request: Request, exc: Exception) -> JSONBody:
+    return JSONBody(UNSTORABLE, status_code=422)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONBody:
     log.exception("request_failed", path=request.url.path)
     return JSONBody(INTERNAL, status_code=500)
@@ -92,6 +102,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(StoreUnavailable, _unavailable)
+    app.add_exception_handler(Unstorable, _unstorable)
     app.add_exception_handler(Exception, _unexpected)
 
 

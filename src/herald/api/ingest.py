@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
-from ..errors import StoreUnavailable
+from ..errors import StoreUnavailable, Unstorable
 from ..models import DEFAULT_TENANT, NewNotification, Priority, Status
 from . import present
-from .errors import INTERNAL, UNAVAILABLE, log, validation_body
+from .errors import INTERNAL, UNAVAILABLE, UNSTORABLE, log, validation_body
 from .errors import too_large_body as _too_large
 from .schemas import NotificationIn
 
@@ -116,6 +116,8 @@ class IngestFastPath:
             log.warning("store_unavailable", path=PATH, error=str(exc))
             headers.append((b"retry-after", b"1"))
             return 503, orjson.dumps(UNAVAILABLE), headers
+        except Unstorable:
+            return 422, orjson.dumps(UNSTORABLE), headers
         except Exception:
             log.exception("request_failed", path=PATH)
             return 500, orjson.dumps(INTERNAL), headers

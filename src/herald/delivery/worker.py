@@ -117,7 +117,11 @@ class Worker:
                 continue
             backoff = self.settings.poll_interval
             if not claims:
-                idle: list[Awaitable[Any]] = [self.store.wait_for_work(self.settings.poll_interval)]
+                # A store that announces work (PostgreSQL) wakes us; we poll only as a fallback.
+                poll = self.settings.poll_interval
+                if self.store.notifies_work:
+                    poll = max(poll, self.settings.idle_poll_interval)
+                idle: list[Awaitable[Any]] = [self.store.wait_for_work(poll)]
                 if min_priority is not Priority.LOW:
                     # Only reserved slots are free: a finished send frees an ordinary one.
                     self._slot_free.clear()
@@ -222,10 +226,13 @@ class Worker:
             batch, self._outcomes = self._outcomes, []
             try:
                 await self.store.complete(batch)
-            except StoreUnavailable as exc:
+            except Exception as exc:
                 # Keep them: the lease protects the rows until the store is back.
                 self._outcomes[:0] = batch
-                log.warning("complete_failed", error=str(exc), pending=len(self._outcomes))
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("complete_failed", error=str(exc), pending=len(self._outcomes))
+                else:  # a store bug must not end the recording of every later outcome
+                    log.exception("complete_crashed", pending=len(self._outcomes))
                 if deadline is not None and time.monotonic() > deadline:
                     log.error("outcomes_unrecorded", count=len(self._outcomes))
                     return

@@ -14,9 +14,14 @@ def open_store(settings: Settings) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore(path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    url = settings.postgres_url
+    if url is not None:
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=settings.database_pool_size)
     raise ConfigError(
         f"HERALD_DATABASE_URL: unsupported database URL {settings.database_url!r} "
-        "(expected sqlite:///PATH)"
+        "(expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE)"
     )
 
 

@@ -74,6 +74,10 @@ class ListFilter:
 class Store(abc.ABC):
     """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
 
+    #: True when ``wait_for_work`` wakes on writes made by any process (PostgreSQL's
+    #: LISTEN/NOTIFY), so an idle worker polls only for rows that fall due later.
+    notifies_work: bool = False
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

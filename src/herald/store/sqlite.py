@@ -25,7 +25,6 @@ import structlog
 from ..errors import StoreUnavailable
 from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
-    DLQ,
     AuditEntry,
     Channel,
     Claim,
@@ -41,10 +40,9 @@ from ..models import (
     Sent,
     Stats,
     Status,
-    new_id,
 )
 from ..templates import Template, TemplateDraft
-from . import sql, sqlite_events
+from . import records, sql, sqlite_events
 from .base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .groupcommit import GroupCommitWriter
 from .rows import breakdown_stats, notification_from_row, queue_counts, status_callback
@@ -222,7 +220,7 @@ class SQLiteStore(Store):
                 notification_id,
                 tenant_id,
                 "CANCELLED",
-                "Cancelled before delivery",
+                records.CANCELLED,
                 now,
                 None,
             )
@@ -257,7 +255,7 @@ class SQLiteStore(Store):
                 params = {"tenant": tenant_id, "id": notification_id, "now": now}
                 if conn.execute(Q["replay"], params).rowcount:
                     done.append(notification_id)
-            text = f"Replayed from the DLQ by {actor}; the retry ladder starts again"
+            text = records.replayed(actor)
             meta = orjson.dumps({"actor": actor}).decode()
             rows = [(i, tenant_id, "QUEUED", text, now, meta) for i in done]
             conn.executemany(Q["insert_audit"], rows)
@@ -538,28 +536,14 @@ def _create(
             if row is not None:
                 created.append(notification_from_row(row))
                 continue
-        scheduled = item.scheduled_at is not None and item.scheduled_at > now
-        status = Status.SCHEDULED if scheduled else Status.QUEUED
-        due_at = item.scheduled_at if scheduled and item.scheduled_at else now
-        note = Notification(
-            id=new_id(now), tenant_id=item.tenant_id, channel=item.channel,
-            recipient=item.recipient, subject=item.subject, body=item.body, html=item.html,
-            metadata=item.metadata, priority=item.priority, status=status,
-            queue=item.channel.queue, due_at=due_at, attempts=0, stage=0,
-            idempotency_key=item.idempotency_key, provider=None, provider_message_id=None,
-            last_error=None, processing_ms=None, scheduled_at=item.scheduled_at,
-            created_at=now, updated_at=now, sent_at=None, failed_at=None,
-            callback_url=item.callback_url,
-        )  # fmt: skip
+        note = records.fresh(item, now)
         rows.append((
             note.id, note.tenant_id, note.channel.value, note.recipient, note.subject, note.body,
-            note.html, orjson.dumps(note.metadata).decode(), int(note.priority), status.value,
-            note.queue, due_at, note.idempotency_key, note.scheduled_at, now, now,
+            note.html, orjson.dumps(note.metadata).decode(), int(note.priority), note.status.value,
+            note.queue, note.due_at, note.idempotency_key, note.scheduled_at, now, now,
             item.callback_url,
         ))  # fmt: skip
-        audit.append((note.id, note.tenant_id, "PENDING", "Notification created", now, None))
-        message = "Scheduled for later delivery" if scheduled else "Added to queue"
-        audit.append((note.id, note.tenant_id, status.value, message, now, None))
+        audit.extend((note.id, note.tenant_id, s, m, now, None) for s, m in records.created(note))
         created.append(note)
     if rows:
         conn.executemany(Q["insert_notification"], rows)
@@ -604,7 +588,7 @@ def _claim(
     conn.executemany(
         Q["insert_audit"],
         [
-            (c.id, c.tenant_id, "PROCESSING", "Worker started processing", now,
+            (c.id, c.tenant_id, "PROCESSING", records.CLAIMED, now,
              f'{{"attempt":{c.attempts}}}')
             for c in claims
         ],
@@ -624,35 +608,16 @@ def _complete(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> int:
         c = o.claim
         if isinstance(o, Sent):
             sent.append((o.provider, o.message_id, o.processing_ms, o.at, o.at, c.id))
-            meta = {
-                "attempt": c.attempts,
-                "provider": o.provider,
-                "providerMessageId": o.message_id,
-            }
-            text = f"Successfully sent via {o.provider}"
-            audit.append((c.id, c.tenant_id, "SENT", text, o.at, orjson.dumps(meta).decode()))
         elif isinstance(o, Retry):
             retry.append((o.provider, o.error, o.due_at, o.stage, o.queue, o.at, c.id))
-            delay = max(0.0, o.due_at - o.at)
-            meta = {"attempt": c.attempts, "provider": o.provider, "error": o.error,
-                    "queue": o.queue, "retryInSeconds": round(delay, 3)}  # fmt: skip
-            text = f"Attempt {c.attempts} failed: {o.error}; retry in {delay:.1f}s on {o.queue}"
-            audit.append((c.id, c.tenant_id, "RETRYING", text, o.at, orjson.dumps(meta).decode()))
         elif isinstance(o, Dead):
             dead.append((o.provider, o.error, o.at, o.at, c.id))
-            why = "permanent error" if o.permanent else "retries exhausted"
-            meta = {"attempt": c.attempts, "provider": o.provider, "error": o.error,
-                    "permanent": o.permanent, "queue": DLQ}  # fmt: skip
-            text = f"Delivery failed ({why}): {o.error}; moved to {DLQ}"
-            audit.append((c.id, c.tenant_id, "FAILED", text, o.at, orjson.dumps(meta).decode()))
             if o.unregistered:
                 gone.append((c.channel.value, c.recipient, o.provider, o.error, o.at))
         else:
             deferred.append((o.due_at, o.at, c.id))
-            wait = max(0.0, o.due_at - o.at)
-            note = orjson.dumps({"reason": o.reason, "retryInSeconds": round(wait, 3)}).decode()
-            text = f"Not attempted: {o.reason}; back in the queue for {wait:.1f}s"
-            audit.append((c.id, c.tenant_id, "QUEUED", text, o.at, note))
+        status, text, meta = records.outcome(o)
+        audit.append((c.id, c.tenant_id, status, text, o.at, orjson.dumps(meta).decode()))
         if isinstance(o, Sent | Dead) and o.callback:
             callbacks.append(status_callback(o, o.callback))
     if sent:
@@ -676,14 +641,12 @@ def _sweep(conn: sqlite3.Connection, max_attempts: int, now: float) -> int:
     expired = conn.execute(Q["expired"], (now,)).fetchall()
     audit = []
     for notification_id, tenant_id, attempts in expired:
-        if attempts >= max_attempts:
-            error = f"lease expired on attempt {attempts}, the last the ladder allows"
+        status, text, error = records.stalled(attempts, max_attempts)
+        if error is not None:
             conn.execute(Q["bury_stalled"], (error, now, now, notification_id, now))
-            audit.append((notification_id, tenant_id, "FAILED", f"Stalled: {error}; moved to dlq"))
         else:
             conn.execute(Q["requeue_stalled"], (now, now, notification_id, now))
-            text = f"Stalled: lease expired on attempt {attempts}; returned to the queue"
-            audit.append((notification_id, tenant_id, "QUEUED", text))
+        audit.append((notification_id, tenant_id, status, text))
     conn.executemany(Q["insert_audit"], [(*a, now, None) for a in audit])
     if expired:
         log.warning("stalled", count=len(expired))

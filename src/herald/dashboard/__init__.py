@@ -1,0 +1,7 @@
+"""Herald's operator dashboard: HTML pages at ``/dashboard``, kept out of the OpenAPI document.
+
+``routes.py`` holds the pages and forms, ``pages.py`` the rendering and error
+pages, ``csrf.py`` the rule that decides which form posts are honoured;
+``templates/`` and ``static/`` are served from the package, so the dashboard
+needs nothing from the network.
+"""

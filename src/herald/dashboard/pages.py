@@ -1,0 +1,148 @@
+"""Rendering dashboard pages, and the route class that keeps every answer a page.
+
+The API's exception handlers answer in JSON, which is right for clients and
+wrong for an operator's browser. ``PageRoute`` catches what a page handler may
+raise (an unknown id, a bad filter, a refused form, a store that cannot answer)
+and renders the error page with the same status instead, so a dashboard URL
+never answers with a JSON body or a 500 for those.
+
+Every page leaves with headers that shut out what the templates' autoescaping
+already should: scripts only from our own static folder, no framing of the
+dashboard by another site (a framed page could be clicked into acting, past
+the same-origin check of ``csrf.py``), and no caching of operator data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+import structlog
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from ..api.present import CONCEALED
+from ..errors import StoreUnavailable, Unstorable
+from ..models import canonical_queue
+
+log = structlog.get_logger("herald.dashboard")
+
+HERE = Path(__file__).parent
+PREFIX = "/dashboard"
+
+#: Styles may be inline because a captured email's HTML, previewed in a
+#: sandboxed ``srcdoc`` frame, inherits this policy and is mostly inline styles.
+#: Scripts may not: the frame's sandbox forbids them, and the dashboard's own
+#: few lines live in ``static/``.
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+#: What an action did, shown once on the page it redirects to (``?notice=``).
+NOTICES = {
+    "paused": "Queue {queue} paused: nothing is claimed from it until it is resumed.",
+    "resumed": "Queue {queue} resumed.",
+    "cancelled": "Notification cancelled.",
+    "not-cancelled": "Not cancelled: it is being delivered right now, or already final.",
+    "replayed": "{count} dead letter{s} replayed with a fresh retry ladder.",
+    "deleted": "Dead letter deleted with its history.",
+}
+NOTICE_PARAMS = ("notice", "count", "queue")
+
+
+def _when(iso: str | None) -> str:
+    """``present``'s ISO times, read as ``2025-01-31 09:30:00``: the footer says UTC once."""
+    return "—" if iso is None else iso[:19].replace("T", " ")
+
+
+environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a misspelt field fails the tests, not silently blanks
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+environment.filters["when"] = _when
+environment.globals.update(prefix=PREFIX, concealed=CONCEALED)
+
+
+def here(request: Request) -> str:
+    """The current page's URL without a one-off notice: where forms come back to."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k not in NOTICE_PARAMS]
+    return request.url.path + (f"?{urlencode(query)}" if query else "")
+
+
+def _notice(request: Request) -> str | None:
+    q = request.query_params
+    code = q.get("notice", "")
+    text = NOTICES.get(code)
+    if text is None:
+        return None
+    count = q.get("count", "")
+    if not (count.isascii() and count.isdigit()):
+        count = "Some"
+    elif code == "replayed" and not count.strip("0"):
+        return "Nothing replayed: no such dead letter is left (replayed or deleted already?)."
+    return text.format(count=count, s="" if count == "1" else "s",
+                       queue=canonical_queue(q.get("queue", "")) or "")  # fmt: skip
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    engine = getattr(request.app.state, "engine", None)
+    html = environment.get_template(template).render(
+        here=here(request),
+        notice=_notice(request),
+        instance=engine.settings.instance if engine is not None else "",
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+def error_page(request: Request, status_code: int, title: str, detail: str) -> HTMLResponse:
+    return render(request, "error.html", status_code, section=None, refresh=False,
+                  code=status_code, title=title, detail=detail)  # fmt: skip
+
+
+TITLES = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Conflict"}
+
+
+class PageRoute(APIRoute):
+    """An APIRoute whose failures are rendered as the dashboard's error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StoreUnavailable as exc:
+                log.warning("store_unavailable", path=request.url.path, error=str(exc))
+                answer = error_page(request, 503, "Store unavailable",
+                                    "The database cannot answer right now; "
+                                    "this page will work again when it does.")  # fmt: skip
+                answer.headers["Retry-After"] = "1"
+                return answer
+            except HTTPException as exc:
+                title = TITLES.get(exc.status_code, "Error")
+                return error_page(request, exc.status_code, title, str(exc.detail))
+            except Unstorable:
+                why = "The request holds a character the store cannot keep (NUL)."
+                return error_page(request, 400, TITLES[400], why)
+            except RequestValidationError:
+                return error_page(request, 400, TITLES[400], "The request is malformed.")
+
+        return page

@@ -1,0 +1,261 @@
+"""The operator dashboard: server-rendered pages over the store, and forms that act.
+
+Pages read the store as the JSON API does and present rows through
+``api.present``, so times read the same and a sensitive message is redacted
+here exactly as there. Forms POST, act as the API's operations do, and redirect
+back (POST-redirect-GET), so a reload never repeats an action; ``csrf.py``
+decides which POSTs are honoured. None of it is in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+
+from ..api import present
+from ..models import CLAIMABLE, DEFAULT_TENANT, Channel, Page, Priority, Status, canonical_queue
+from ..store.base import DlqFilter, ListFilter
+from . import csrf
+from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=PageRoute)
+static = StaticFiles(directory=HERE / "static")
+
+ACTOR = "dashboard"  # named in the audit row of a replay
+PAGE_SIZE = 25
+RECENT = 20
+MAILBOX_SIZE = 50
+E = TypeVar("E", bound=enum.Enum)
+
+
+async def home() -> RedirectResponse:
+    """``/``: a person opening Herald's address wants the dashboard."""
+    return RedirectResponse(PREFIX, status_code=302)
+
+
+def _engine(request: Request) -> Any:
+    return request.app.state.engine
+
+
+def _choice(kind: type[E], q: QueryParams | dict[str, str], field: str) -> E | None:
+    """A filter from a query or form field, by member name; empty means any."""
+    raw = q.get(field, "")
+    if not raw:
+        return None
+    try:
+        return kind[raw.upper()]
+    except KeyError:
+        known = ", ".join(m.name for m in kind)
+        raise HTTPException(400, f"Unknown {field} {raw!r}; one of {known}.") from None
+
+
+def _page_number(q: QueryParams) -> int:
+    raw = q.get("page", "1")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 7 and 1 <= int(raw) <= 1_000_000):
+        raise HTTPException(400, f"Page {raw!r} is not a page number.")
+    return int(raw)
+
+
+def _pager(request: Request, found: Page) -> dict[str, Any]:
+    info = present.pagination(found)
+
+    def link(number: int) -> str | None:
+        if not 1 <= number <= max(1, info["totalPages"]):
+            return None
+        query = [(k, v) for k, v in request.query_params.multi_items()
+                 if k != "page" and k not in NOTICE_PARAMS]  # fmt: skip
+        return request.url.path + "?" + urlencode([*query, ("page", str(number))])
+
+    return {**info, "previous": link(found.page - 1), "next": link(found.page + 1)}
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The posted fields, after the same-origin check; forms here are urlencoded and tiny."""
+    csrf.check(request)
+    body = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def _back(form: dict[str, str], default: str, **notice: str | int) -> RedirectResponse:
+    """Redirect to the form's ``next`` page (only ever a dashboard page), with a notice."""
+    target = form.get("next", "")
+    parts = urlsplit(target)
+    ours = parts.path == PREFIX or parts.path.startswith(PREFIX + "/")
+    if parts.scheme or parts.netloc or "\\" in target or not ours:
+        parts = urlsplit(default)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in NOTICE_PARAMS]
+    query += [(k, str(v)) for k, v in notice.items()]
+    return RedirectResponse(f"{parts.path}?{urlencode(query)}", status_code=303)
+
+
+def _detail_url(notification_id: str) -> str:
+    return f"{PREFIX}/notifications/{quote(notification_id, safe='')}"
+
+
+# -- overview and queues ---------------------------------------------------
+
+
+@router.get("")
+async def overview(request: Request) -> Any:
+    engine = _engine(request)
+    store = engine.store
+    stats = await store.stats(DEFAULT_TENANT)
+    queues = await store.queues(DEFAULT_TENANT)
+    recent = await store.find(DEFAULT_TENANT, ListFilter(), 1, RECENT)
+    breakers = await store.breakers()
+    return render(
+        request, "overview.html", section="overview", refresh=True,
+        statuses=[s.value for s in Status],
+        stats=present.stats(stats),
+        queues=[{"name": q.name, **present.queue(q)} for q in queues],
+        recent=[present.notification(n, engine.max_attempts) for n in recent.items],
+        providers=sorted(engine.providers.built) if engine.providers is not None else [],
+        breakers=[
+            {"provider": b.provider.partition(":")[0], "destination": b.provider.partition(":")[2],
+             "instance": b.instance, "state": b.state, "failures": b.failures,
+             "changedAt": present.iso(b.changed_at)}
+            for b in sorted(breakers, key=lambda b: (b.provider, b.instance))
+        ],
+    )  # fmt: skip
+
+
+async def _set_paused(request: Request, name: str, paused: bool) -> RedirectResponse:
+    form = await _form(request)
+    queue = canonical_queue(name)
+    if queue is None:
+        raise HTTPException(404, f"There is no queue {name!r}.")
+    await _engine(request).store.set_paused(queue, paused)
+    return _back(form, PREFIX, notice="paused" if paused else "resumed", queue=queue)
+
+
+@router.post("/queues/{name}/pause")
+async def pause(name: str, request: Request) -> RedirectResponse:
+    return await _set_paused(request, name, True)
+
+
+@router.post("/queues/{name}/resume")
+async def resume(name: str, request: Request) -> RedirectResponse:
+    return await _set_paused(request, name, False)
+
+
+# -- notifications -----------------------------------------------------------
+
+
+@router.get("/notifications")
+async def notifications(request: Request) -> Any:
+    engine = _engine(request)
+    q = request.query_params
+    where = ListFilter(status=_choice(Status, q, "status"), channel=_choice(Channel, q, "type"),
+                       priority=_choice(Priority, q, "priority"))  # fmt: skip
+    found = await engine.store.find(DEFAULT_TENANT, where, _page_number(q), PAGE_SIZE)
+    return render(
+        request, "notifications.html", section="notifications", refresh=True,
+        notifications=[present.notification(n, engine.max_attempts) for n in found.items],
+        pager=_pager(request, found),
+        chosen={"status": q.get("status", ""), "type": q.get("type", ""),
+                "priority": q.get("priority", "")},
+        statuses=[s.value for s in Status], channels=[c.value for c in Channel],
+        priorities=[p.name for p in Priority],
+    )  # fmt: skip
+
+
+@router.get("/notifications/{notification_id}")
+async def notification(notification_id: str, request: Request) -> Any:
+    engine = _engine(request)
+    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    if found is None:
+        raise HTTPException(404, f"No notification {notification_id!r}.")
+    audit = await engine.store.audit(DEFAULT_TENANT, notification_id)
+    shown = present.notification(found, engine.max_attempts)
+    return render(
+        request, "notification.html", section="notifications", refresh=True,
+        n=shown, logs=[present.log_entry(e) for e in audit],
+        metadata=json.dumps(shown["metadata"], indent=2, ensure_ascii=False, sort_keys=True),
+        cancellable=found.status in CLAIMABLE,
+        dead=found.status is Status.FAILED and found.queue == "dlq",
+    )  # fmt: skip
+
+
+@router.post("/notifications/{notification_id}/cancel")
+async def cancel(notification_id: str, request: Request) -> RedirectResponse:
+    form = await _form(request)
+    store = _engine(request).store
+    if await store.cancel(DEFAULT_TENANT, notification_id):
+        return _back(form, _detail_url(notification_id), notice="cancelled")
+    if await store.get(DEFAULT_TENANT, notification_id) is None:
+        raise HTTPException(404, f"No notification {notification_id!r}.")
+    return _back(form, _detail_url(notification_id), notice="not-cancelled")
+
+
+# -- dead letters ------------------------------------------------------------
+
+
+def _dlq_filter(fields: QueryParams | dict[str, str]) -> DlqFilter:
+    error = fields.get("error", "").strip()
+    if len(error) > 500:
+        raise HTTPException(400, "The error text to match is longer than 500 characters.")
+    return DlqFilter(channel=_choice(Channel, fields, "type"), error=error or None)
+
+
+@router.get("/dlq")
+async def dead_letters(request: Request) -> Any:
+    engine = _engine(request)
+    q = request.query_params
+    found = await engine.store.dlq(DEFAULT_TENANT, _dlq_filter(q), _page_number(q), PAGE_SIZE)
+    return render(
+        request, "dlq.html", section="dlq", refresh=False,
+        notifications=[present.notification(n, engine.max_attempts) for n in found.items],
+        pager=_pager(request, found),
+        chosen={"type": q.get("type", ""), "error": q.get("error", "")},
+        channels=[c.value for c in Channel],
+    )  # fmt: skip
+
+
+@router.post("/dlq/replay")
+async def replay_matching(request: Request) -> RedirectResponse:
+    form = await _form(request)
+    where = _dlq_filter(form)
+    done = await _engine(request).store.replay(DEFAULT_TENANT, None, where, ACTOR)
+    return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
+
+
+@router.post("/dlq/{notification_id}/replay")
+async def replay_one(notification_id: str, request: Request) -> RedirectResponse:
+    form = await _form(request)
+    done = await _engine(request).store.replay(DEFAULT_TENANT, [notification_id], None, ACTOR)
+    return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
+
+
+@router.post("/dlq/{notification_id}/delete")
+async def delete_dead(notification_id: str, request: Request) -> RedirectResponse:
+    form = await _form(request)
+    if not await _engine(request).store.delete_dead(DEFAULT_TENANT, notification_id):
+        raise HTTPException(404, f"No dead letter {notification_id!r}.")
+    return _back(form, f"{PREFIX}/dlq", notice="deleted")
+
+
+# -- the capture mailbox -----------------------------------------------------
+
+
+@router.get("/mailbox")
+async def mailbox(request: Request) -> Any:
+    store = _engine(request).store
+    channel = _choice(Channel, request.query_params, "type")
+    messages = await store.mailbox(DEFAULT_TENANT, MAILBOX_SIZE, channel)
+    secret = await store.sensitive_notifications(
+        DEFAULT_TENANT, [m.notification_id for m in messages]
+    )
+    return render(
+        request, "mailbox.html", section="mailbox", refresh=False,
+        messages=[present.mailbox_item(m, m.notification_id in secret) for m in messages],
+        chosen={"type": request.query_params.get("type", "")},
+        channels=[c.value for c in Channel], size=MAILBOX_SIZE,
+    )  # fmt: skip

@@ -1,0 +1,413 @@
+"""The scale-out store: PostgreSQL, shared by any number of API and worker processes.
+
+Selected by ``HERALD_DATABASE_URL=postgresql://…``. One asyncpg pool per
+process; concurrent ``create`` calls share a transaction (``postgres_batch``);
+workers claim with ``FOR UPDATE SKIP LOCKED`` and complete in batches
+(``postgres_jobs``); idle workers sleep on LISTEN until a commit makes work
+due (``postgres_listen``). Every connection commits with
+``synchronous_commit = on``, and an outage of any kind is ``StoreUnavailable``
+(``postgres_pool``). Migrations run under an advisory lock, so processes
+starting together apply each one once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+
+from ..errors import StoreUnavailable
+from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
+from ..models import (
+    AuditEntry,
+    Channel,
+    Claim,
+    MailboxMessage,
+    NewNotification,
+    Notification,
+    Outcome,
+    Page,
+    Priority,
+    QueueCounts,
+    Stats,
+    Status,
+)
+from ..templates import Template, TemplateDraft
+from . import postgres_events as events
+from . import postgres_jobs as jobs
+from . import records, sql
+from .base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
+from .postgres_batch import GroupCommit
+from .postgres_listen import CHANNEL, WorkListener
+from .postgres_pool import Pool, Q, affected
+from .rows import breakdown_stats, notification_from_row, queue_counts
+
+log = structlog.get_logger("herald.store.postgres")
+
+
+class PostgresStore(Store):
+    notifies_work = True
+
+    def __init__(self, url: str, pool_size: int = 10, connect_patience: float = 15.0) -> None:
+        self.url = url
+        self._pool = Pool(url, pool_size)
+        self._patience = connect_patience
+        self._listener = WorkListener(self._pool.connect)
+        self._batch = GroupCommit(self._pool, jobs.insert, self._listener.wake)
+
+    @property
+    def commits(self) -> int:
+        """Group-commit transactions so far (tests check that requests share them)."""
+        return self._batch.commits
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._pool.open(self._patience)
+        self._batch.start()
+        try:
+            await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self._batch.stop()
+        await self._listener.stop()
+        await self._pool.close()
+
+    async def migrate(self) -> list[int]:
+        async def run(conn: asyncpg.Connection) -> list[int]:
+            await conn.execute(Q["migrations_lock"])  # held until COMMIT
+            await conn.execute(Q["migrations_table"])
+            done = {r[0] for r in await conn.fetch(Q["migrations_done"])}
+            applied = []
+            for migration in sql.migrations("postgres"):
+                if migration.version not in done:
+                    await conn.execute(migration.sql)
+                    await conn.execute(Q["migration_applied"], migration.version, time.time())
+                    applied.append(migration.version)
+            return applied
+
+        applied = await self._pool.transaction(run)
+        for version in applied:
+            log.info("store_migrated", version=version)
+        return applied
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("ping")
+
+    async def wait_for_work(self, timeout: float) -> None:
+        self._listener.start()  # only processes that wait hold a LISTEN connection
+        await self._listener.wait(timeout)
+
+    # -- the API's side -----------------------------------------------------
+
+    async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
+        if not items:
+            return []
+        return await self._batch.submit(items)
+
+    async def get(self, tenant_id: str, notification_id: str) -> Notification | None:
+        row = await self._pool.fetchrow("get", tenant_id, notification_id)
+        return None if row is None else notification_from_row(row)
+
+    async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]:
+        rows = await self._pool.fetch("audit", notification_id, tenant_id)
+        return [AuditEntry(r[0], r[1], Status(r[2]), r[3], r[4], r[5] or {}) for r in rows]
+
+    async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page:
+        args = (
+            tenant_id,
+            where.status.value if where.status else None,
+            where.channel.value if where.channel else None,
+            int(where.priority) if where.priority is not None else None,
+        )
+        async with self._pool.connection() as conn:
+            total = await conn.fetchval(Q["count_filtered"], *args)
+            rows = await conn.fetch(Q["list_filtered"], *args, limit, (page - 1) * limit)
+        return Page([notification_from_row(r) for r in rows], total, page, limit)
+
+    async def stats(self, tenant_id: str) -> Stats:
+        async with self._pool.connection() as conn:
+            rows = await conn.fetch(Q["breakdown"], tenant_id)
+            queues = await conn.fetch(Q["queue_counts"], tenant_id, time.time())
+        return breakdown_stats([tuple(r) for r in rows], [tuple(r) for r in queues])
+
+    async def queues(self, tenant_id: str) -> list[QueueCounts]:
+        async with self._pool.connection() as conn:
+            rows = await conn.fetch(Q["queue_counts"], tenant_id, time.time())
+            paused = {r[0] for r in await conn.fetch(Q["paused"])}
+        return queue_counts([tuple(r) for r in rows], paused)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._pool.fetchval("set_paused", queue, paused, time.time(), CHANNEL)
+
+    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
+        args = (tenant_id, notification_id, time.time(), records.CANCELLED)
+        return await self._pool.fetchval("cancel", *args) is not None
+
+    async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
+        args = _dlq_args(tenant_id, where)
+        async with self._pool.connection() as conn:
+            total = await conn.fetchval(Q["dlq_count"], *args)
+            rows = await conn.fetch(Q["dlq_filtered"], *args, limit, (page - 1) * limit)
+        return Page([notification_from_row(r) for r in rows], total, page, limit)
+
+    async def replay(
+        self, tenant_id: str, ids: Sequence[str] | None, where: DlqFilter | None, actor: str,
+        limit: int = 10_000,
+    ) -> list[str]:  # fmt: skip
+        now = time.time()
+
+        async def write(conn: asyncpg.Connection) -> list[str]:
+            chosen = list(ids or [])
+            if ids is None:
+                args = _dlq_args(tenant_id, where or DlqFilter())
+                chosen = [r[0] for r in await conn.fetch(Q["dlq_ids"], *args, limit)]
+            rows = await conn.fetch(
+                Q["replay"], tenant_id, chosen, now, records.replayed(actor), {"actor": actor},
+                CHANNEL,
+            )  # fmt: skip
+            return [r[0] for r in rows]
+
+        return await self._pool.transaction(write)
+
+    async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
+        return bool(await self._pool.fetchval("dlq_delete", tenant_id, notification_id))
+
+    async def clean(self, created_before: float, batch: int = 5000) -> int:
+        bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time
+        removed = 0
+        while True:  # in batches, so no transaction holds many locks for long
+            done: int = await self._pool.fetchval("clean", bound, batch)
+            removed += done
+            if done < batch:
+                return removed
+
+    async def idempotency_begin(
+        self, tenant_id: str, key: str, request_hash: str, expired_before: float
+    ) -> IdempotencyRecord | None:
+        now = time.time()
+
+        async def write(conn: asyncpg.Connection) -> IdempotencyRecord | None:
+            args = (tenant_id, key, request_hash, now)
+            for _ in range(3):
+                if await conn.fetchval(Q["idempotency_claim"], *args) is not None:
+                    return None  # ours: no record was there
+                row = await conn.fetchrow(Q["idempotency_locked"], tenant_id, key)
+                if row is None:
+                    continue  # abandoned since our insert met it: claim it again
+                if row[3] >= expired_before:
+                    return IdempotencyRecord(row[0], row[1], row[2], row[3])
+                await conn.execute(Q["idempotency_reclaim"], *args)
+                return None
+            raise StoreUnavailable(f"Idempotency-Key {key!r} keeps changing hands; retry")
+
+        return await self._pool.transaction(write)
+
+    async def idempotency_finish(
+        self, tenant_id: str, key: str, status_code: int, response: bytes
+    ) -> None:
+        await self._pool.execute("idempotency_finish", status_code, response, tenant_id, key)
+
+    async def idempotency_abandon(self, tenant_id: str, key: str) -> None:
+        await self._pool.execute("idempotency_abandon", tenant_id, key)
+
+    async def idempotency_expire(self, created_before: float) -> int:
+        return affected(await self._pool.execute("idempotency_expire", created_before))
+
+    async def take_tokens(
+        self, provider: str, rate: float, burst: float, want: int
+    ) -> tuple[int, float]:
+        now = time.time()
+
+        async def write(conn: asyncpg.Connection) -> tuple[int, float]:
+            await conn.execute(Q["bucket_ensure"], provider, burst, now)
+            tokens, updated, paused = await conn.fetchrow(Q["bucket_locked"], provider)
+            if paused > now:
+                return 0, paused - now
+            tokens = min(burst, tokens + (now - updated) * rate)
+            granted = min(want, int(tokens))
+            await conn.execute(Q["bucket_save"], provider, tokens - granted, now)
+            return granted, 0.0 if granted else (1 - tokens) / rate
+
+        return await self._pool.transaction(write)
+
+    async def pause_provider(self, provider: str, until: float) -> None:
+        await self._pool.execute("bucket_pause", provider, time.time(), until)
+
+    async def record_breaker(self, state: BreakerState) -> None:
+        b = state
+        await self._pool.execute(
+            "breaker_save", b.instance, b.provider, b.state, b.failures, b.changed_at
+        )
+
+    async def breakers(self) -> list[BreakerState]:
+        return [BreakerState(*r) for r in await self._pool.fetch("breakers")]
+
+    async def mailbox(
+        self, tenant_id: str, limit: int, channel: Channel | None = None
+    ) -> list[MailboxMessage]:
+        rows = await self._pool.fetch(
+            "mailbox", tenant_id, channel.value if channel else None, limit
+        )
+        return [MailboxMessage(r[0], r[1], r[2], Channel(r[3]), *r[4:]) for r in rows]
+
+    # -- the worker's side --------------------------------------------------
+
+    async def claim(
+        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+    ) -> list[Claim]:
+        now = time.time()
+        # A big claim runs as several statements at once, on several connections:
+        # SKIP LOCKED gives them disjoint rows, and the server works on them in parallel.
+        sizes = [jobs.PART] * (limit // jobs.PART) + (
+            [limit % jobs.PART] if limit % jobs.PART else []
+        )
+
+        async def claim_part(n: int) -> list[Claim]:
+            return await self._pool.transaction(
+                lambda conn: jobs.claim(conn, n, lease_seconds, min_priority, now), single=True
+            )
+
+        found = await asyncio.gather(*(claim_part(n) for n in sizes), return_exceptions=True)
+        claims = [c for part in found if isinstance(part, list) for c in part]
+        failed = [e for e in found if isinstance(e, BaseException)]
+        if failed and not claims:  # with some claims in hand, work on those
+            raise failed[0]
+        claims.sort(key=lambda c: -c.priority)
+        return claims
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        now = time.time()
+        if not jobs.one_statement(outcomes):
+            return await self._pool.transaction(lambda conn: jobs.complete(conn, outcomes, now))
+        # Plain successes need no shared transaction: each outcome is one row and its audit
+        # entry, so a big batch is written as several statements at once.
+        parts = [outcomes[i : i + jobs.PART] for i in range(0, len(outcomes), jobs.PART)]
+
+        async def complete_part(part: Sequence[Outcome]) -> int:
+            return await self._pool.transaction(
+                lambda conn: jobs.complete(conn, part, now), single=True
+            )
+
+        done = await asyncio.gather(*(complete_part(p) for p in parts))
+        return sum(done)
+
+    async def release(self, claims: Sequence[Claim]) -> int:
+        if not claims:
+            return 0
+        now = time.time()
+
+        async def write(conn: asyncpg.Connection) -> int:
+            ids, tokens = [c.id for c in claims], [c.token for c in claims]
+            done = len(await conn.fetch(Q["release"], ids, tokens, now))
+            await conn.execute(Q["notify"], CHANNEL, "")
+            return done
+
+        return await self._pool.transaction(write)
+
+    async def sweep(self, max_attempts: int) -> int:
+        now = time.time()
+        return await self._pool.transaction(lambda conn: jobs.sweep(conn, max_attempts, now))
+
+    async def capture(self, message: MailboxMessage) -> None:
+        m = message
+        await self._pool.execute(
+            "capture", m.id, m.notification_id, m.tenant_id, m.channel.value, m.recipient,
+            m.subject, m.body, m.html, m.at,
+        )  # fmt: skip
+
+    # -- templates, event types and events (the SQL work is in postgres_events.py) -
+
+    async def templates(
+        self, tenant_id: str, name: str | None = None, version: int | None = None
+    ) -> list[Template]:
+        async with self._pool.connection() as conn:
+            return await events.templates(conn, tenant_id, name, version)
+
+    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
+        now = time.time()
+        return await self._pool.transaction(
+            lambda c: events.save_template(c, tenant_id, draft, create, now)
+        )
+
+    async def delete_templates(
+        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
+    ) -> int:
+        async with self._pool.connection() as conn:
+            return await events.delete_templates(conn, tenant_id, name, channel, locale)
+
+    async def event_types(self, tenant_id: str) -> list[EventType]:
+        async with self._pool.connection() as conn:
+            return await events.event_types(conn, tenant_id)
+
+    async def save_event_type(
+        self, tenant_id: str, event_type: EventType, create: bool
+    ) -> EventType:
+        now = time.time()
+        return await self._pool.transaction(
+            lambda c: events.save_event_type(c, tenant_id, event_type, create, now)
+        )
+
+    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
+        async with self._pool.connection() as conn:
+            return await events.delete_event_type(conn, tenant_id, name)
+
+    async def create_event(
+        self, event: NewEvent, items: Sequence[NewNotification]
+    ) -> tuple[EventRecord, list[Notification]]:
+        now = time.time()
+
+        async def write(conn: asyncpg.Connection) -> tuple[EventRecord, list[Notification]]:
+            created = await jobs.insert(conn, items, now) if items else []
+            return await events.insert_event(conn, event, created), created
+
+        stored = await self._pool.transaction(write)
+        self._listener.wake()
+        return stored
+
+    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None:
+        async with self._pool.connection() as conn:
+            return await events.get_event(conn, tenant_id, event_id)
+
+    async def find_events(
+        self, tenant_id: str, where: EventFilter, page: int, limit: int
+    ) -> EventPage:
+        async with self._pool.connection() as conn:
+            return await events.find_events(conn, tenant_id, where, page, limit)
+
+    async def event_notifications(
+        self, tenant_id: str, event_ids: Sequence[str]
+    ) -> dict[str, list[Notification]]:
+        async with self._pool.connection() as conn:
+            return await events.event_notifications(conn, tenant_id, event_ids)
+
+    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
+        now = time.time()
+        return await self._pool.transaction(
+            lambda c: events.verify(c, tenant_id, token_hash, not_before, now)
+        )
+
+    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
+        async with self._pool.connection() as conn:
+            return await events.event_stats(conn, tenant_id, event_type, since)
+
+    async def sensitive_notifications(
+        self, tenant_id: str, notification_ids: Sequence[str]
+    ) -> set[str]:
+        if not notification_ids:
+            return set()
+        async with self._pool.connection() as conn:
+            return await events.sensitive(conn, tenant_id, notification_ids)
+
+
+def _dlq_args(tenant_id: str, where: DlqFilter) -> tuple[object, ...]:
+    channel = where.channel.value if where.channel else None
+    return (tenant_id, channel, where.error or None, where.since, where.until)

@@ -1,0 +1,210 @@
+"""The PostgreSQL store's queue work: insert, claim, complete and sweep, in batches.
+
+Functions of a connection inside a transaction, like ``sqlite.py``'s write
+functions; ``PostgresStore`` owns the transactions. Each batch is a handful of
+statements whatever its size: rows travel as arrays, and the audit entries of
+a change are written by the statement that makes it.
+
+Several worker processes claim from one table: ``FOR UPDATE SKIP LOCKED``
+gives each row to one claimer, and a completion applies only while the row
+still carries the claim's token, in the same statement that checks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from ..models import (
+    Channel,
+    Claim,
+    Dead,
+    Deferred,
+    NewNotification,
+    Notification,
+    Outcome,
+    Priority,
+    Retry,
+    Sent,
+)
+from . import records
+from .postgres_listen import CHANNEL
+from .postgres_pool import Q
+from .rows import notification_from_row, status_callback
+
+log = structlog.get_logger("herald.store.postgres")
+
+SWEEP_BATCH = 5000
+PART = 250  # rows per claim or completion statement; bigger batches run as several at once
+_CHANNELS = {c.value: c for c in Channel}  # a dict lookup is much cheaper than Channel(x)
+_PRIORITIES = {int(p): p for p in Priority}
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _storable(o: Outcome) -> Outcome:
+    """The outcome with NUL characters replaced in the provider's words.
+
+    PostgreSQL text and jsonb cannot hold NUL; an error message that carries
+    one (a remote server's reply) must not stop its outcome being recorded.
+    """
+    if isinstance(o, Sent) and "\x00" not in o.message_id and "\x00" not in o.provider:
+        return o  # the hot path: nothing to look at
+    fields: dict[str, Any] = {
+        name: value.replace("\x00", "\ufffd")
+        for name in ("provider", "message_id", "error", "reason")
+        if isinstance(value := getattr(o, name, None), str) and "\x00" in value
+    }
+    return dataclasses.replace(o, **fields) if fields else o
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as columns: what ``unnest`` takes, one array per column."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def insert(
+    conn: asyncpg.Connection, items: Sequence[NewNotification], now: float
+) -> list[Notification]:
+    """Store new notifications and their audit rows; one result per item, in order.
+
+    An item whose idempotency key is taken (here, by an earlier item of the
+    same batch, or by another process) gets the stored row in its place.
+    """
+    notes = [records.fresh(item, now) for item in items]
+    rows = [
+        (
+            n.id, n.tenant_id, n.channel.value, n.recipient, n.subject, n.body, n.html,
+            _json(n.metadata), int(n.priority), n.status.value, n.queue, n.due_at,
+            n.idempotency_key, n.scheduled_at, now, n.callback_url,
+        )
+        for n in notes
+    ]  # fmt: skip
+    audit = [
+        (n.id, n.tenant_id, status, message, now)
+        for n in notes
+        for status, message in records.created(n)
+    ]
+    columns = _columns(rows, 16) + _columns(audit, 5)
+    inserted = await conn.fetchval(Q["create"], *columns, CHANNEL)
+    if len(inserted) == len(notes):
+        return notes
+    taken = set(inserted)
+    keys = [(n.tenant_id, n.idempotency_key) for n in notes if n.id not in taken]
+    found = await conn.fetch(Q["by_idempotency_keys"], [k[0] for k in keys], [k[1] for k in keys])
+    stored = {(r["tenant_id"], r["idempotency_key"]): notification_from_row(r) for r in found}
+    return [n if n.id in taken else stored[(n.tenant_id, n.idempotency_key)] for n in notes]
+
+
+async def claim(
+    conn: asyncpg.Connection, limit: int, lease_seconds: float, min_priority: Priority,
+    now: float,
+) -> list[Claim]:  # fmt: skip
+    token = os.urandom(8).hex()
+    rows = await conn.fetch(
+        Q["claim"], token, now + lease_seconds, now, int(min_priority), limit, records.CLAIMED
+    )
+    claims = [
+        Claim(
+            id=r["id"],
+            tenant_id=r["tenant_id"],
+            channel=_CHANNELS[r["channel"]],
+            recipient=r["recipient"],
+            subject=r["subject"],
+            body=r["body"],
+            html=r["html"],
+            metadata=r["metadata"],
+            priority=_PRIORITIES[r["priority"]],
+            attempts=r["attempts"],
+            token=token,
+            claimed_at=now,
+            callback_url=r["callback_url"],
+            unregistered=r["unregistered"],
+        )
+        for r in rows
+    ]
+    claims.sort(key=lambda c: -c.priority)
+    return claims
+
+
+def one_statement(outcomes: Sequence[Outcome]) -> bool:
+    """Whether ``complete`` writes these with one statement (the common case: all sent)."""
+    return all(isinstance(o, Sent) and not o.callback for o in outcomes)
+
+
+async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome], now: float) -> int:
+    """Record outcomes whose claim token still matches; return how many applied."""
+    sent: list[tuple[Any, ...]] = []
+    retry: list[tuple[Any, ...]] = []
+    dead: list[tuple[Any, ...]] = []
+    deferred: list[tuple[Any, ...]] = []
+    outcomes = [_storable(o) for o in outcomes]
+    for o in outcomes:
+        c = o.claim
+        _, message, meta = records.outcome(o)
+        tail = (o.at, message, _json(meta))
+        if isinstance(o, Sent):
+            sent.append((c.id, c.token, o.provider, o.message_id, o.processing_ms, *tail))
+        elif isinstance(o, Retry):
+            retry.append((c.id, c.token, o.provider, o.error, o.due_at, o.stage, o.queue, *tail))
+        elif isinstance(o, Dead):
+            dead.append((c.id, c.token, o.provider, o.error, *tail))
+        else:
+            deferred.append((c.id, c.token, o.due_at, *tail))
+    applied: set[str] = set()
+    for query, batch in (("mark_sent", sent), ("mark_retry", retry), ("mark_dead", dead),
+                         ("defer", deferred)):  # fmt: skip
+        if batch:
+            rows = await conn.fetch(Q[query], *_columns(batch, len(batch[0])))
+            applied.update(r["id"] for r in rows)
+    if len(applied) < len(outcomes):
+        log.info("stale_completions_ignored", count=len(outcomes) - len(applied))
+    live = [o for o in outcomes if o.claim.id in applied]
+    later = [o.due_at for o in live if isinstance(o, Retry | Deferred)]
+    if later:  # tell every worker when these fall due, so none needs to poll for them
+        await conn.execute(Q["notify"], CHANNEL, repr(min(later)))
+    gone = [o for o in live if isinstance(o, Dead) and o.unregistered]
+    if gone:
+        await conn.execute(
+            Q["remember_unregistered"],
+            [o.claim.channel.value for o in gone],
+            [o.claim.recipient for o in gone],
+            [o.provider for o in gone],
+            [o.error for o in gone],
+            [o.at for o in gone],
+        )
+    callbacks = [
+        status_callback(o, o.callback) for o in live if isinstance(o, Sent | Dead) and o.callback
+    ]
+    if callbacks:  # in the same transaction: an outcome is never recorded without its callback
+        await insert(conn, callbacks, now)
+    return len(live)
+
+
+async def sweep(conn: asyncpg.Connection, max_attempts: int, now: float) -> int:
+    """Return expired leases to the queue (or bury them); several sweepers never collide."""
+    expired = await conn.fetch(Q["expired"], now, SWEEP_BATCH)
+    if not expired:
+        return 0
+    changes = []
+    audit = []
+    for notification_id, tenant_id, attempts in expired:
+        status, message, error = records.stalled(attempts, max_attempts)
+        changes.append((notification_id, status, error))
+        audit.append((notification_id, tenant_id, status, message, now, None))
+    ids, statuses, errors = _columns(changes, 3)
+    await conn.execute(Q["unstall"], ids, statuses, now, errors)
+    await conn.execute(Q["insert_audit"], *_columns(audit, 6))
+    await conn.execute(Q["notify"], CHANNEL, "")
+    log.warning("stalled", count=len(expired))
+    return len(expired)
