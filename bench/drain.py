@@ -76,6 +76,7 @@ ANY_LEFT_QUERY = (
 )
 ANY_SENT_QUERY = "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'SENT')"
 POLL_INTERVAL = 0.2
+SAMPLE_URLS = {"sqlite": "sqlite:///herald.db", "postgres": "postgresql://localhost/herald"}
 PROGRESS_EVERY = 5.0
 
 
@@ -167,13 +168,14 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help="HERALD_WORKER_CONCURRENCY (default: Herald's, "
-        f"{defaults['worker_concurrency'].default})",
+        f"{defaults['worker_concurrency'].default}; 2048 on PostgreSQL)",
     )
     parser.add_argument(
         "--claim-batch",
         type=int,
         default=None,
-        help=f"HERALD_CLAIM_BATCH (default: Herald's, {defaults['claim_batch'].default})",
+        help=f"HERALD_CLAIM_BATCH (default: Herald's, {defaults['claim_batch'].default}; "
+        "250 on PostgreSQL)",
     )
     parser.add_argument(
         "--chunk", type=int, default=5_000, help="notifications per create() (default: %(default)s)"
@@ -208,11 +210,10 @@ def main() -> int:
         "worker_concurrency": args.concurrency,
         "claim_batch": args.claim_batch,
     }
-    fields = Settings.model_fields
-    concurrency = (
-        fields["worker_concurrency"].default if args.concurrency is None else args.concurrency
-    )
-    claim_batch = fields["claim_batch"].default if args.claim_batch is None else args.claim_batch
+    # What the worker will run with: Herald's defaults depend on the store.
+    chosen = {k: v for k, v in settings.items() if v is not None}
+    effective = Settings(_env_file=None, database_url=SAMPLE_URLS[args.store], **chosen)
+    concurrency, claim_batch = effective.worker_concurrency, effective.claim_batch
     print(
         f"drain: {args.count:,} EMAIL notifications on {args.store}, {args.workers} herald "
         f"worker(s) with fault provider (0 ms), concurrency {concurrency}, "

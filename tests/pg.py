@@ -10,12 +10,12 @@ reached, tests say so: in CI (``CI=true``) they FAIL, elsewhere they skip.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import os
 import secrets
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -25,23 +25,13 @@ ADMIN_URL = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1
 T = TypeVar("T")
 
 
-def run(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine on a loop of its own in another thread (safe inside a running loop)."""
-    result: list[Any] = []
+def run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work()`` on an event loop of its own in another thread.
 
-    def target() -> None:
-        try:
-            result.append((True, asyncio.run(coro())))  # type: ignore[arg-type]
-        except BaseException as exc:
-            result.append((False, exc))
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    ok, value = result[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
+    Safe from sync fixtures and from inside a running loop alike.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: asyncio.run(work())).result()
 
 
 def url_of(database: str) -> str:

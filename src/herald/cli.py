@@ -25,8 +25,6 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> None:
-    import socket
-
     import uvicorn
 
     from .api.app import create_app
@@ -36,20 +34,27 @@ def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> N
     # so a clean shutdown exits 0, as `herald worker` does.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    config = uvicorn.Config(
-        create_app(settings, deliver=deliver),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
-    )
-    # Under `herald up --api-workers N` the supervisor binds the port and each
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace) + 5,
+    }
+    app = create_app(settings, deliver=deliver)
+    if socket_fd is None:
+        uvicorn.run(app, **options)
+        return
+    # Under `herald up --api-workers N` the supervisor binds the port and every
     # API process accepts from that one inherited socket.
-    sockets = None if socket_fd is None else [socket.socket(fileno=socket_fd)]
-    uvicorn.Server(config).run(sockets=sockets)
+    import socket
+
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    server.run(sockets=[socket.socket(fileno=socket_fd)])
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does when the app cannot start
 
 
 @click.group()

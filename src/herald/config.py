@@ -217,6 +217,13 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         if not self.instance:
             self.instance = f"{socket.gethostname()}:{self.port}"
+        if self.postgres_url is not None:
+            # Claims and completions are round trips to the server there: a deeper
+            # pipeline of smaller claims keeps the worker busy (bench/drain.py).
+            if "worker_concurrency" not in self.model_fields_set:
+                self.worker_concurrency = 2048
+            if "claim_batch" not in self.model_fields_set:
+                self.claim_batch = 250
         if self.reserved_slots is None:
             self.reserved_slots = max(1, self.worker_concurrency // 4)
         if self.reserved_slots >= self.worker_concurrency and self.worker_concurrency > 1:

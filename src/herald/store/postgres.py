@@ -265,9 +265,7 @@ class PostgresStore(Store):
         now = time.time()
         # A big claim runs as several statements at once, on several connections:
         # SKIP LOCKED gives them disjoint rows, and the server works on them in parallel.
-        sizes = [jobs.PART] * (limit // jobs.PART) + (
-            [limit % jobs.PART] if limit % jobs.PART else []
-        )
+        sizes = [len(part) for part in jobs.split(range(limit))]
 
         async def claim_part(n: int) -> list[Claim]:
             return await self._pool.transaction(
@@ -290,7 +288,7 @@ class PostgresStore(Store):
             return await self._pool.transaction(lambda conn: jobs.complete(conn, outcomes, now))
         # Plain successes need no shared transaction: each outcome is one row and its audit
         # entry, so a big batch is written as several statements at once.
-        parts = [outcomes[i : i + jobs.PART] for i in range(0, len(outcomes), jobs.PART)]
+        parts = jobs.split(outcomes)
 
         async def complete_part(part: Sequence[Outcome]) -> int:
             return await self._pool.transaction(

@@ -1,7 +1,8 @@
 """The PostgreSQL store's queue work: insert, claim, complete and sweep, in batches.
 
-Functions of a connection inside a transaction, like ``sqlite.py``'s write
-functions; ``PostgresStore`` owns the transactions. Each batch is a handful of
+Functions of a connection, like ``sqlite.py``'s write functions;
+``PostgresStore`` owns the transactions (a function that writes with one
+statement runs as that statement's own). Each batch is a handful of
 statements whatever its size: rows travel as arrays, and the audit entries of
 a change are written by the statement that makes it.
 
@@ -13,9 +14,10 @@ still carries the claim's token, in the same statement that checks it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -40,8 +42,10 @@ from .rows import notification_from_row, status_callback
 
 log = structlog.get_logger("herald.store.postgres")
 
+T = TypeVar("T")
 SWEEP_BATCH = 5000
 PART = 250  # rows per claim or completion statement; bigger batches run as several at once
+PARTS = 4  # at most this many at once, so one batch never takes the whole pool
 _CHANNELS = {c.value: c for c in Channel}  # a dict lookup is much cheaper than Channel(x)
 _PRIORITIES = {int(p): p for p in Priority}
 
@@ -135,6 +139,15 @@ async def claim(
     ]
     claims.sort(key=lambda c: -c.priority)
     return claims
+
+
+def split(rows: Sequence[T]) -> list[Sequence[T]]:
+    """``rows`` in parts of about ``PART``, at most ``PARTS`` of them."""
+    if not rows:
+        return []
+    count = min(PARTS, math.ceil(len(rows) / PART))
+    size = math.ceil(len(rows) / count)
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 def one_statement(outcomes: Sequence[Outcome]) -> bool:
