@@ -7,6 +7,8 @@ import email
 import email.policy
 import socket
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,9 +21,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from herald.config import Settings
-from herald.errors import PermanentError, TransientError
+from herald.delivery.ratelimit import Throttled
+from herald.errors import ConfigError, PermanentError, TransientError
 from herald.models import Channel, new_id
 from herald.providers.base import Message
+from herald.providers.mime import Composer
 from herald.providers.smtp import SMTPProvider
 from herald.store.base import Store
 
@@ -133,6 +137,20 @@ class HangUpOnReuse(Recorder):
         self.used.add(id(server))
         envelope.mail_from = address
         return "250 OK"
+
+
+class Gate(Recorder):
+    """Holds every DATA until ``opened`` is set: a server slow to accept mail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.opened = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.holding.set()
+        await asyncio.to_thread(self.opened.wait, 10)
+        return await super().handle_DATA(server, session, envelope)
 
 
 class Server(Controller):
@@ -503,3 +521,166 @@ async def test_close_quits_idle_connections(
     assert server.recorder.quits == server.connections == 2
     with pytest.raises(TransientError, match="closed"):
         await smtp.send(mail())
+
+
+def notification_ids(recorder: Recorder) -> list[str]:
+    return [recorder.parsed(i)["X-Herald-Notification-Id"] for i in range(len(recorder.received))]
+
+
+async def test_a_message_is_composed_only_once_a_session_is_free(
+    serve: ServerFactory, provider: ProviderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    server = serve(gate)
+    smtp = provider(server.port, smtp_pool_size=1)
+    composed: list[str] = []
+    compose = Composer.compose
+
+    def spy(self: Composer, notification_id: str, *args: Any) -> Any:
+        composed.append(notification_id)
+        return compose(self, notification_id, *args)
+
+    monkeypatch.setattr(Composer, "compose", spy)
+    first, second = mail(), mail()
+    sends = [asyncio.create_task(smtp.send(first)), asyncio.create_task(smtp.send(second))]
+    assert await asyncio.to_thread(gate.holding.wait, 5)
+
+    assert composed == [first.id], "the second waits for the session before it is built"
+    gate.opened.set()
+    await asyncio.gather(*sends)
+    assert composed == [first.id, second.id]
+    assert notification_ids(gate) == [first.id, second.id]
+
+
+async def test_waiting_for_a_session_gives_up_at_half_the_lease(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    gate = Gate()
+    server = serve(gate)
+    smtp = provider(server.port, smtp_pool_size=1, lease_seconds=0.6)
+    first = mail()
+    held = asyncio.create_task(smtp.send(first))
+    assert await asyncio.to_thread(gate.holding.wait, 5)
+
+    started = time.monotonic()
+    with pytest.raises(Throttled) as caught:
+        await smtp.send(mail())
+    waited = time.monotonic() - started
+
+    assert 0.25 <= waited < 1.0, "about half of the 0.6 s lease"
+    assert caught.value.provider == "smtp"
+    gate.opened.set()
+    await held
+    later = mail()
+    await smtp.send(later)  # the slot it waited for was not lost
+    assert notification_ids(gate) == [first.id, later.id]
+    assert server.connections == 1
+
+
+async def test_non_ascii_text_arrives_intact_and_seven_bit(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    body = "Grüße aus Köln ✓\n.\n..two dots\nfin"
+    html = "<p>Ваш заказ отправлен ✓</p>"
+
+    await provider(server.port).send(mail(subject="Grüße ✓ 注文", body=body, html=html))
+
+    [envelope] = server.recorder.received
+    assert envelope.original_content is not None and envelope.original_content.isascii()
+    parsed = server.recorder.parsed()
+    assert parsed["Subject"] == "Grüße ✓ 注文"
+    plain = cast(EmailMessage, parsed.get_body(("plain",)))
+    rich = cast(EmailMessage, parsed.get_body(("html",)))
+    # Base64 carries the text's canonical CRLF line ends inside the encoding.
+    assert plain.get_content().replace("\r\n", "\n") == body + "\n"
+    assert rich.get_content().replace("\r\n", "\n") == html + "\n"
+
+
+async def test_recipient_with_a_display_name_goes_through_aiosmtplib(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+
+    await provider(server.port).send(mail(recipient="Zoë <zoe@example.com>"))
+
+    [envelope] = server.recorder.received
+    assert envelope.rcpt_tos == ["zoe@example.com"]
+    assert server.recorder.parsed()["To"] == "Zoë <zoe@example.com>"
+
+
+async def test_a_refused_address_resets_the_session_for_the_next_message(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    server = serve()
+    smtp = provider(server.port)
+
+    with pytest.raises(PermanentError, match="address refused"):
+        await smtp.send(mail(recipient="not an@example.com"))
+    await smtp.send(mail())
+
+    [envelope] = server.recorder.received
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    assert server.connections == 1
+
+
+async def test_an_international_mailbox_needs_smtputf8(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    plain = serve(enable_SMTPUTF8=False)  # the Controller turns it on by default
+    with pytest.raises(PermanentError, match="SMTPUTF8"):
+        await provider(plain.port).send(mail(recipient="zoë@example.com"))
+    assert plain.recorder.received == []
+
+    utf8 = serve()
+    await provider(utf8.port).send(mail(recipient="zoë@example.com"))
+
+    [envelope] = utf8.recorder.received
+    assert envelope.rcpt_tos == ["zoë@example.com"]
+    assert "SMTPUTF8" in envelope.mail_options
+
+
+def test_a_sender_that_cannot_be_used_fails_at_start(provider: ProviderFactory) -> None:
+    with pytest.raises(ConfigError, match="HERALD_SMTP_FROM"):
+        provider(free_port(), smtp_from="Herald <no reply@example.com>")
+
+
+async def test_a_notification_that_cannot_get_a_session_in_time_goes_back_unspent(
+    serve: ServerFactory, herald: Any
+) -> None:
+    gate = Gate()
+    server = serve(gate)
+    settings = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": server.port,
+        "smtp_tls": "none",
+        "smtp_pool_size": 1,
+        "lease_seconds": 2.0,  # so a send gives up waiting for the session after 1 s
+    }
+    async with herald(**settings) as h:
+        ids = []
+        for n in range(2):
+            body = {
+                "type": "EMAIL",
+                "recipient": f"u{n}@example.com",
+                "subject": "s",
+                "message": "m",
+            }
+            reply = await h.client.post("/api/notifications", json=body)
+            ids.append(reply.json()["data"]["_id"])
+            if n == 0:  # the first holds the only session
+                assert await asyncio.to_thread(gate.holding.wait, 5)
+
+        deadline = time.monotonic() + 5
+        while True:
+            detail = (await h.client.get(f"/api/notifications/{ids[1]}")).json()["data"]
+            deferred = [log for log in detail["logs"] if log["message"].startswith("Not attempted")]
+            if deferred or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        gate.opened.set()
+        done = [await h.wait_status(i, "SENT") for i in ids]
+
+    assert deferred, detail["logs"]
+    assert [d["notification"]["attempts"] for d in done] == [1, 1], "no attempt was spent"
+    assert sorted(notification_ids(gate)) == sorted(ids), "each sent once"

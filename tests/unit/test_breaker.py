@@ -142,6 +142,22 @@ async def test_all_breakers_open_defers_without_an_attempt() -> None:
     assert len(only.calls) == 1
 
 
+async def test_a_provider_without_capacity_is_skipped_without_counting_a_failure() -> None:
+    # An SMTP pool that stayed full past the wait bound raises Throttled itself.
+    busy = Scripted("primary", *[Throttled("primary", 1.0) for _ in range(3)])
+    chain = Chain([route(busy, threshold=2), route(Scripted("backup"))])
+    for _ in range(3):
+        receipt = await chain.send(MESSAGE, max_wait=1)
+        assert receipt.provider == "backup"
+    breaker = chain.routes[0].breakers.get()
+    assert breaker.state is State.CLOSED and breaker.failures == 0
+
+    alone = Chain([route(Scripted("p", Throttled("p", 2.5)))])
+    with pytest.raises(Throttled) as caught:
+        await alone.send(MESSAGE, max_wait=1)
+    assert caught.value.wait == 2.5, "nothing was attempted: the worker defers it"
+
+
 class PerHost(Scripted):
     def destination(self, recipient: str) -> str | None:
         return recipient.split("/")[2]

@@ -3,8 +3,10 @@
 A transient error, an open breaker or a throttled provider moves the attempt
 to the next provider; a permanent error ends it. The receipt or the error
 names the provider that was used. When no provider could even be called
-(all open or throttled), nothing was attempted: ``Throttled`` says how long
-to wait, and the worker puts the notification back without spending an attempt.
+(all open or throttled, by its pacer or by the provider itself raising
+``Throttled`` because it had no capacity in time), nothing was attempted:
+``Throttled`` says how long to wait, and the worker puts the notification
+back without spending an attempt.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class Chain:
                     await route.pacer.pause(exc.retry_after)
                 log.info("provider_failed_over", provider=name, error=str(exc))
                 last = exc
+                continue
+            except Throttled as throttled:
+                # The provider had no capacity in time (a full SMTP pool): nothing went out.
+                breaker.release()
+                waits.append(throttled.wait)
                 continue
             except Exception:
                 breaker.failed()

@@ -1,0 +1,147 @@
+"""The composed email bytes parse back, with the standard library, to what was meant."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+from typing import cast
+
+import pytest
+
+from herald.providers.mime import MAX_LINE, Composer
+
+SENDER = "Herald <noreply@example.com>"
+
+
+def compose(
+    subject: str | None = "Hello",
+    body: str = "Your code is 1234.",
+    html: str | None = None,
+    recipient: str = "ada@example.com",
+    sender: str = SENDER,
+) -> tuple[bytes, EmailMessage]:
+    composed = Composer(sender).compose("n-1", recipient, subject, body, html)
+    parsed = email.message_from_bytes(composed.content, policy=email.policy.SMTP)
+    return composed.content, parsed
+
+
+def text_of(part: EmailMessage | None) -> str:
+    assert part is not None
+    return cast(str, part.get_content()).replace("\r\n", "\n")
+
+
+def test_headers_and_a_plain_body() -> None:
+    content, parsed = compose()
+
+    assert parsed["From"] == SENDER
+    assert parsed["To"] == "ada@example.com"
+    assert parsed["Subject"] == "Hello"
+    assert parsed["Date"].datetime is not None
+    assert parsed["Message-ID"].endswith("@example.com>")
+    assert parsed["X-Herald-Notification-Id"] == "n-1"
+    assert parsed["MIME-Version"] == "1.0"
+    assert parsed.get_content_type() == "text/plain"
+    assert parsed.get_content_charset() == "utf-8"
+    assert text_of(parsed) == "Your code is 1234.\n"
+    assert parsed.defects == []
+    assert content.endswith(b"\r\n") and b"\n" not in content.replace(b"\r\n", b"")
+
+
+def test_every_message_has_its_own_message_id() -> None:
+    composer = Composer(SENDER)
+    ids = {composer.compose("n", "a@example.com", "s", "b", None).message_id for _ in range(100)}
+    assert len(ids) == 100
+
+
+def test_html_alternative() -> None:
+    _, parsed = compose(body="plain", html="<p>rich</p>")
+
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert text_of(cast(EmailMessage, parsed.get_body(("plain",)))) == "plain\n"
+    assert text_of(cast(EmailMessage, parsed.get_body(("html",)))) == "<p>rich</p>\n"
+    assert parsed.defects == []
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Grüße ✓",
+        "注文が発送されました",
+        "=?utf-8?q?looks_encoded?=",
+        "Tab\there",
+        "a long subject " * 12,
+        "",
+    ],
+)
+def test_subjects_come_back_as_written(subject: str) -> None:
+    content, parsed = compose(subject=subject)
+
+    assert parsed["Subject"] == subject
+    assert content.isascii()
+    head = content.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+
+
+def test_no_subject_no_header() -> None:
+    _, parsed = compose(subject=None)
+    assert "Subject" not in parsed
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [
+        ("plain ASCII\nsecond line", "7bit"),
+        ("Ihre Bestellung ist unterwegs. Grüße aus Köln!\n", "quoted-printable"),
+        ("Ваш заказ отправлен. Спасибо за покупку!\n", "base64"),
+        ("x" * (MAX_LINE + 1), "quoted-printable"),
+        ("a NUL \x00 is not 7bit", "quoted-printable"),
+        ("trailing spaces stay   \n.\n.leading dot\nend", "7bit"),
+    ],
+)
+def test_bodies_are_seven_bit_and_come_back_as_written(body: str, encoding: str) -> None:
+    content, parsed = compose(body=body, html=f"<p>{body}</p>")
+
+    assert content.isascii()
+    assert max(len(line) for line in content.split(b"\r\n")) <= MAX_LINE
+    plain = cast(EmailMessage, parsed.get_body(("plain",)))
+    html = cast(EmailMessage, parsed.get_body(("html",)))
+    assert plain["Content-Transfer-Encoding"] == encoding
+    assert text_of(plain) == body.rstrip("\n") + "\n"
+    assert text_of(html) == f"<p>{body}</p>".rstrip("\n") + "\n"
+
+
+def test_line_ends_are_crlf_whatever_the_text_used() -> None:
+    content, parsed = compose(body="one\rtwo\r\nthree\nfour")
+
+    assert b"one\r\ntwo\r\nthree\r\nfour\r\n" in content
+    assert text_of(parsed) == "one\ntwo\nthree\nfour\n"
+
+
+def test_non_ascii_display_names_are_encoded() -> None:
+    content, parsed = compose(
+        recipient="Zoë Ådne <zoe@example.com>", sender="Hérald <n@example.com>"
+    )
+
+    assert content.isascii()
+    assert parsed["To"].addresses[0].display_name == "Zoë Ådne"
+    assert parsed["To"].addresses[0].addr_spec == "zoe@example.com"
+    assert parsed["From"].addresses[0].display_name == "Hérald"
+
+
+def test_a_non_ascii_mailbox_needs_smtputf8() -> None:
+    ascii_only = Composer(SENDER).compose("n", "ada@example.com", "s", "b", None)
+    assert not ascii_only.utf8
+
+    composed = Composer(SENDER).compose("n", "adä@exämple.com", "s", "b", None)
+    assert composed.utf8
+    parsed = email.message_from_bytes(composed.content, policy=email.policy.SMTPUTF8)
+    assert parsed["To"] == "adä@exämple.com"
+
+    assert Composer("herald@exämple.com").compose("n", "a@example.com", "s", "b", None).utf8
+
+
+def test_text_that_cannot_be_encoded_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        Composer(SENDER).compose("n", "a@example.com", "s", "lone surrogate \ud800", None)
