@@ -62,6 +62,36 @@ async def test_idempotency_key_gives_the_same_row_per_tenant(store: Store) -> No
     assert page.total == 1
 
 
+async def test_create_many_stores_what_create_stores(store: Store) -> None:
+    later = time.time() + 3600
+    items = [email(n, metadata={"n": n}) for n in range(120)]  # more than one chunk
+    items[7] = email(7, metadata={"n": 7}, scheduled_at=later, priority=Priority.CRITICAL,
+                     callback_url="https://x.io")  # fmt: skip
+    created = await store.create_many(items)
+    assert [status for _, status in created] == [
+        Status.SCHEDULED if n == 7 else Status.QUEUED for n in range(120)
+    ]
+    assert len({note_id for note_id, _ in created}) == 120
+    for n, (note_id, status) in enumerate(created):
+        got = await store.get("default", note_id)
+        assert got is not None and (got.body, got.metadata, got.status) == (f"body {n}", {"n": n},
+                                                                           status)  # fmt: skip
+        entries = [(e.status, e.message) for e in await store.audit("default", note_id)]
+        assert entries[0] == (Status.PENDING, "Notification created") and len(entries) == 2
+    scheduled = await store.get("default", created[7][0])
+    assert scheduled is not None
+    assert (scheduled.due_at, scheduled.scheduled_at, scheduled.priority) == (
+        later, later, Priority.CRITICAL)  # fmt: skip
+    assert scheduled.callback_url == "https://x.io" and scheduled.created_at <= later
+    log = await store.audit("default", created[7][0])
+    assert [(e.status, e.message) for e in log][1] == (
+        Status.SCHEDULED, "Scheduled for later delivery")  # fmt: skip
+    [first] = await store.create_many([email(1, idempotency_key="k")])
+    [again] = await store.create_many([email(2, idempotency_key="k")])
+    assert again == first, "a taken idempotency key answers the stored row"
+    assert await store.create_many([]) == []
+
+
 def commits(store: Store) -> int:
     """Transactions the store's group commit has made so far."""
     if isinstance(store, SQLiteStore):

@@ -8,13 +8,14 @@ index and reason while the valid ones are stored together in one commit. With
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json
 
-from ..models import Status
+from ..store.base import Created
 from .errors import validation_body
 from .ingest import to_new
 from .json import JSONBody
@@ -114,8 +115,9 @@ async def create_bulk(
         )
         return JSONBody({"success": False, "message": message, "errors": [], "data": results},
                         status_code=422)  # fmt: skip
-    stored = await request.app.state.engine.store.create([to_new(b) for b in valid.values()])
-    accepted = dict(zip(valid, stored, strict=True))
+    store = request.app.state.engine.store
+    created = await store.create_many([to_new(b) for b in valid.values()])
+    accepted = dict(zip(valid, created, strict=True))
     data = _results(accepted, rejected, atomic)
     message = f"{len(accepted)} accepted, {len(rejected)} rejected"
     return JSONBody({"success": True, "data": data, "message": message}, status_code=201)
@@ -130,15 +132,18 @@ def _valid_items(raw: bytes, rejected: dict[int, Any]) -> dict[int, Notification
 
 
 def _results(
-    accepted: dict[int, Any], rejected: dict[int, list[dict[str, str]]], atomic: bool
+    accepted: dict[int, Created], rejected: dict[int, list[dict[str, str]]], atomic: bool
 ) -> dict[str, Any]:
+    if rejected:
+        indexes: Iterable[int] = sorted((*accepted, *rejected))
+    else:
+        indexes = accepted  # in order already: the common case skips the sort and the merge
     results: list[dict[str, Any]] = []
-    for index in sorted((*accepted, *rejected)):
+    for index in indexes:
         if index in accepted:
-            n = accepted[index]
-            status = Status(n.status).value
-            results.append({"index": index, "status": "accepted", "id": n.id,
-                            "notificationStatus": status, "errors": []})  # fmt: skip
+            note_id, status = accepted[index]
+            results.append({"index": index, "status": "accepted", "id": note_id,
+                            "notificationStatus": status.value, "errors": []})  # fmt: skip
         else:
             results.append({"index": index, "status": "rejected", "id": None,
                             "notificationStatus": None, "errors": rejected[index]})  # fmt: skip

@@ -38,6 +38,9 @@ from ..models import (
 )
 from ..templates import Template, TemplateDraft
 
+#: What ``Store.create_many`` answers per notification: its id and the status it starts in.
+Created = tuple[str, Status]
+
 
 @dataclass(frozen=True, slots=True)
 class DlqFilter:
@@ -102,6 +105,15 @@ class Store(abc.ABC):
         An item whose idempotency key already exists for its tenant is not
         stored again: the existing row is returned in its place.
         """
+
+    async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
+        """Store ``items`` as ``create`` does, answering only each one's id and status.
+
+        For bulk requests: building a full Notification for every row costs
+        more than storing it, and their answer needs only these two values.
+        The stores override this with a path that builds none.
+        """
+        return [(n.id, n.status) for n in await self.create(items)]
 
     @abc.abstractmethod
     async def get(self, tenant_id: str, notification_id: str) -> Notification | None: ...

@@ -39,7 +39,7 @@ from ..templates import Template, TemplateDraft
 from . import postgres_events as events
 from . import postgres_jobs as jobs
 from . import records, sql
-from .base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
+from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .postgres_batch import GroupCommit
 from .postgres_listen import CHANNEL, WorkListener
 from .postgres_pool import Pool, Q, affected
@@ -57,17 +57,20 @@ class PostgresStore(Store):
         self._patience = connect_patience
         self._listener = WorkListener(self._pool.connect)
         self._batch = GroupCommit(self._pool, jobs.insert, self._listener.wake)
+        # Bulk requests (create_many) share transactions among themselves.
+        self._bulk = GroupCommit(self._pool, jobs.insert_many, self._listener.wake)
 
     @property
     def commits(self) -> int:
         """Group-commit transactions so far (tests check that requests share them)."""
-        return self._batch.commits
+        return self._batch.commits + self._bulk.commits
 
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
         await self._pool.open(self._patience)
         self._batch.start()
+        self._bulk.start()
         try:
             await self.migrate()
         except BaseException:
@@ -76,6 +79,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         await self._batch.stop()
+        await self._bulk.stop()
         await self._listener.stop()
         await self._pool.close()
 
@@ -110,6 +114,11 @@ class PostgresStore(Store):
         if not items:
             return []
         return await self._batch.submit(items)
+
+    async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
+        if not items:
+            return []
+        return await self._bulk.submit(items)
 
     async def get(self, tenant_id: str, notification_id: str) -> Notification | None:
         row = await self._pool.fetchrow("get", tenant_id, notification_id)

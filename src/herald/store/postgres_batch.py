@@ -22,31 +22,33 @@ import collections
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import asyncpg
 import structlog
 
 from ..errors import StoreUnavailable
-from ..models import NewNotification, Notification
+from ..models import NewNotification
 from .postgres_pool import Pool
 
 log = structlog.get_logger("herald.store.postgres")
 
+R = TypeVar("R")  # what the write answers per notification
 #: Stores the notifications with ONE write statement (it runs as its own transaction).
-Write = Callable[[asyncpg.Connection, list[NewNotification], float], Awaitable[list[Notification]]]
+Write = Callable[[asyncpg.Connection, list[NewNotification], float], Awaitable[list[R]]]
 
 
 @dataclass(slots=True)
-class _Request:
+class _Request(Generic[R]):
     items: Sequence[NewNotification]
-    future: asyncio.Future[list[Notification]]
+    future: asyncio.Future[list[R]]
 
 
-class GroupCommit:
+class GroupCommit(Generic[R]):
     def __init__(
         self,
         pool: Pool,
-        write: Write,
+        write: Write[R],
         on_commit: Callable[[], None],
         max_rows: int = 5000,
         parallel: int = 2,
@@ -56,7 +58,7 @@ class GroupCommit:
         self._on_commit = on_commit
         self._max_rows = max_rows
         self._slots = asyncio.Semaphore(parallel)
-        self._queue: collections.deque[_Request] = collections.deque()
+        self._queue: collections.deque[_Request[R]] = collections.deque()
         self._ready = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -77,10 +79,10 @@ class GroupCommit:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def submit(self, items: Sequence[NewNotification]) -> list[Notification]:
+    async def submit(self, items: Sequence[NewNotification]) -> list[R]:
         if self._closing or self._task is None:
             raise StoreUnavailable("store is not open")
-        future: asyncio.Future[list[Notification]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(items, future))
         self._ready.set()
         return await future
@@ -89,7 +91,7 @@ class GroupCommit:
         while True:
             await self._ready.wait()
             await self._slots.acquire()
-            batch: list[_Request] = []
+            batch: list[_Request[R]] = []
             rows = 0
             while self._queue and (not batch or rows + len(self._queue[0].items) <= self._max_rows):
                 request = self._queue.popleft()
@@ -109,7 +111,7 @@ class GroupCommit:
         self._inflight.discard(task)
         self._slots.release()
 
-    async def _commit(self, batch: list[_Request]) -> None:
+    async def _commit(self, batch: list[_Request[R]]) -> None:
         items = [item for request in batch for item in request.items]
         now = time.time()
         try:
@@ -138,8 +140,8 @@ class GroupCommit:
 
 
 def _settle(
-    future: asyncio.Future[list[Notification]],
-    value: list[Notification] | None = None,
+    future: asyncio.Future[list[R]],
+    value: list[R] | None = None,
     error: BaseException | None = None,
 ) -> None:
     if future.done():  # the caller went away; its rows are committed all the same

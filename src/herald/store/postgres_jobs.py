@@ -34,8 +34,11 @@ from ..models import (
     Priority,
     Retry,
     Sent,
+    Status,
+    new_id,
 )
 from . import records
+from .base import Created
 from .postgres_listen import CHANNEL
 from .postgres_pool import Q
 from .rows import notification_from_row, status_callback
@@ -47,6 +50,7 @@ SWEEP_BATCH = 5000
 PART = 250  # rows per claim or completion statement; bigger batches run as several at once
 PARTS = 4  # at most this many at once, so one batch never takes the whole pool
 _CHANNELS = {c.value: c for c in Channel}  # a dict lookup is much cheaper than Channel(x)
+_CHANNEL_QUEUES = {c: (c.value, c.queue) for c in Channel}  # and than c.value, c.queue
 _PRIORITIES = {int(p): p for p in Priority}
 
 
@@ -97,7 +101,7 @@ async def insert(
     audit = [
         (n.id, n.tenant_id, status, message, now)
         for n in notes
-        for status, message in records.created(n)
+        for status, message in records.created(n.status)
     ]
     columns = _columns(rows, 16) + _columns(audit, 5)
     inserted = await conn.fetchval(Q["create"], *columns, CHANNEL)
@@ -108,6 +112,54 @@ async def insert(
     found = await conn.fetch(Q["by_idempotency_keys"], [k[0] for k in keys], [k[1] for k in keys])
     stored = {(r["tenant_id"], r["idempotency_key"]): notification_from_row(r) for r in found}
     return [n if n.id in taken else stored[(n.tenant_id, n.idempotency_key)] for n in notes]
+
+
+#: Every first status a new notification can have, with its audit entries, as the
+#: create_many statement takes them: (first status, status, message, order) columns.
+_CREATED_ENTRIES = _columns(
+    [
+        (start.value, status, message, n)
+        for start in (Status.QUEUED, Status.SCHEDULED)
+        for n, (status, message) in enumerate(records.created(start))
+    ],
+    4,
+)
+
+
+async def insert_many(
+    conn: asyncpg.Connection, items: Sequence[NewNotification], now: float
+) -> list[Created]:
+    """``insert`` without building a Notification per row (see ``Store.create_many``).
+
+    The rows travel as one JSON document, not as ``insert``'s array per column:
+    asyncpg checks every element of an array parameter against the collection
+    ABCs, and for the 26 values a notification takes there that was about a
+    fifth of ``herald api``'s CPU time in bulk ingest (profiled).
+    """
+    if any(item.idempotency_key is not None for item in items):
+        return [(n.id, n.status) for n in await insert(conn, items, now)]
+    created: list[Created] = []
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        status, due_at = records.placement(item, now)
+        note_id = new_id(now)
+        channel, queue = _CHANNEL_QUEUES[item.channel]
+        rows.append({
+            "id": note_id, "tenant_id": item.tenant_id, "channel": channel,
+            "recipient": item.recipient, "subject": item.subject, "body": item.body,
+            "html": item.html, "metadata": item.metadata, "priority": int(item.priority),
+            "status": status.value, "queue": queue, "due_at": due_at,
+            "scheduled_at": item.scheduled_at, "callback_url": item.callback_url,
+        })  # fmt: skip
+        created.append((note_id, status))
+    try:
+        document = orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate: the array path reports it as unstorable
+        return [(n.id, n.status) for n in await insert(conn, items, now)]
+    inserted = await conn.fetchval(Q["create_many"], document, now, *_CREATED_ENTRIES, CHANNEL)
+    if inserted != len(rows):  # without idempotency keys, only an id clash could skip a row
+        log.error("create_rows_skipped", skipped=len(rows) - inserted)
+    return created
 
 
 async def claim(

@@ -25,16 +25,21 @@ CLAIMED = "Worker started processing"
 CANCELLED = "Cancelled before delivery"
 
 
+def placement(item: NewNotification, now: float) -> tuple[Status, float]:
+    """Where a new notification starts: QUEUED and due now, or SCHEDULED for its later time."""
+    if item.scheduled_at is not None and item.scheduled_at > now:
+        return Status.SCHEDULED, item.scheduled_at
+    return Status.QUEUED, now
+
+
 def fresh(item: NewNotification, now: float) -> Notification:
     """The row ``create`` stores for ``item``: QUEUED, or SCHEDULED when due later."""
-    scheduled = item.scheduled_at is not None and item.scheduled_at > now
+    status, due_at = placement(item, now)
     return Notification(
         id=new_id(now), tenant_id=item.tenant_id, channel=item.channel,
         recipient=item.recipient, subject=item.subject, body=item.body, html=item.html,
-        metadata=item.metadata, priority=item.priority,
-        status=Status.SCHEDULED if scheduled else Status.QUEUED,
-        queue=item.channel.queue,
-        due_at=item.scheduled_at if scheduled and item.scheduled_at else now,
+        metadata=item.metadata, priority=item.priority, status=status,
+        queue=item.channel.queue, due_at=due_at,
         attempts=0, stage=0, idempotency_key=item.idempotency_key, provider=None,
         provider_message_id=None, last_error=None, processing_ms=None,
         scheduled_at=item.scheduled_at, created_at=now, updated_at=now, sent_at=None,
@@ -42,11 +47,19 @@ def fresh(item: NewNotification, now: float) -> Notification:
     )  # fmt: skip
 
 
-def created(note: Notification) -> list[tuple[str, str]]:
-    """The two audit entries of a new notification, as (status, message), in order."""
-    if note.status is Status.SCHEDULED:
-        return [("PENDING", "Notification created"), ("SCHEDULED", "Scheduled for later delivery")]
-    return [("PENDING", "Notification created"), (note.status.value, "Added to queue")]
+#: The two audit entries of a new notification, as (status, message), by its first status.
+_CREATED = {
+    Status.QUEUED: (("PENDING", "Notification created"), ("QUEUED", "Added to queue")),
+    Status.SCHEDULED: (
+        ("PENDING", "Notification created"),
+        ("SCHEDULED", "Scheduled for later delivery"),
+    ),
+}
+
+
+def created(status: Status) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two audit entries of a notification created in ``status``, in order."""
+    return _CREATED[status]
 
 
 def outcome(o: Outcome) -> tuple[str, str, dict[str, Any]]:

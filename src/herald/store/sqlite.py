@@ -40,10 +40,11 @@ from ..models import (
     Sent,
     Stats,
     Status,
+    new_id,
 )
 from ..templates import Template, TemplateDraft
 from . import records, sql, sqlite_events
-from .base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
+from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .groupcommit import GroupCommitWriter
 from .rows import breakdown_stats, notification_from_row, queue_counts, status_callback
 
@@ -154,6 +155,10 @@ class SQLiteStore(Store):
     async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
         now = time.time()
         return await self._write(lambda conn: _create(conn, items, now), wakes=True)
+
+    async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
+        now = time.time()
+        return await self._write(lambda conn: _create_many(conn, items, now), wakes=True)
 
     async def get(self, tenant_id: str, notification_id: str) -> Notification | None:
         row = await self._read(
@@ -520,12 +525,68 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+#: Rows per INSERT statement when many are stored at once. A statement per row
+#: releases and re-takes the GIL around every row's step, and each re-take waits
+#: while the event loop thread runs: with a busy thread beside it, 1,000 rows one
+#: by one took 4.1 times as long as with it idle; 50 at a time, 2.7 times.
+INSERT_CHUNK = 50
+_NOTIFICATION_WIDTH = 17  # values per row of insert_notification
+_AUDIT_WIDTH = 6  # values per row of insert_audit
+_CHANNELS = {c: (c.value, c.queue) for c in Channel}  # dict lookups beat enum properties
+
+
+def _chunked(query: str, rows: int) -> str:
+    """``query`` (``INSERT ... VALUES (?, ...)``) made to insert ``rows`` rows at once."""
+    head, values, one = query.rpartition("VALUES")
+    return head + values + " " + ", ".join([one.strip()] * rows)
+
+
+_INSERT_MANY = {
+    name: _chunked(Q[name], INSERT_CHUNK) for name in ("insert_notification", "insert_audit")
+}
+
+
+def _insert(conn: sqlite3.Connection, name: str, values: list[Any], width: int) -> None:
+    """Insert rows given as one flat list of ``width`` values each, ``INSERT_CHUNK`` at a time."""
+    step = INSERT_CHUNK * width
+    whole = len(values) - len(values) % step
+    for start in range(0, whole, step):
+        conn.execute(_INSERT_MANY[name], values[start : start + step])
+    if whole < len(values):
+        rest = values[whole:]
+        conn.executemany(Q[name], [rest[i : i + width] for i in range(0, len(rest), width)])
+
+
+def _new_rows(
+    item: NewNotification, note_id: str, status: Status, due_at: float, now: float
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A new notification's insert_notification values, and its two audit rows' values."""
+    channel, queue = _CHANNELS[item.channel]
+    (first, first_text), (then, then_text) = records.created(status)
+    row = (
+        note_id, item.tenant_id, channel, item.recipient, item.subject, item.body, item.html,
+        orjson.dumps(item.metadata).decode(), int(item.priority), status.value, queue, due_at,
+        item.idempotency_key, item.scheduled_at, now, now, item.callback_url,
+    )  # fmt: skip
+    audit = (
+        note_id, item.tenant_id, first, first_text, now, None,
+        note_id, item.tenant_id, then, then_text, now, None,
+    )  # fmt: skip
+    return row, audit
+
+
+def _store_rows(conn: sqlite3.Connection, rows: list[Any], audit: list[Any]) -> None:
+    """Insert the values ``_new_rows`` made, each kind gathered in one flat list."""
+    _insert(conn, "insert_notification", rows, _NOTIFICATION_WIDTH)
+    _insert(conn, "insert_audit", audit, _AUDIT_WIDTH)
+
+
 def _create(
     conn: sqlite3.Connection, items: Sequence[NewNotification], now: float
 ) -> list[Notification]:
     created: list[Notification] = []
-    rows: list[tuple[Any, ...]] = []
-    audit: list[tuple[Any, ...]] = []
+    rows: list[Any] = []
+    audit: list[Any] = []
     for item in items:
         if item.idempotency_key is not None:
             cursor = conn.cursor()
@@ -537,17 +598,31 @@ def _create(
                 created.append(notification_from_row(row))
                 continue
         note = records.fresh(item, now)
-        rows.append((
-            note.id, note.tenant_id, note.channel.value, note.recipient, note.subject, note.body,
-            note.html, orjson.dumps(note.metadata).decode(), int(note.priority), note.status.value,
-            note.queue, note.due_at, note.idempotency_key, note.scheduled_at, now, now,
-            item.callback_url,
-        ))  # fmt: skip
-        audit.extend((note.id, note.tenant_id, s, m, now, None) for s, m in records.created(note))
+        row, audit_rows = _new_rows(item, note.id, note.status, note.due_at, now)
+        rows += row
+        audit += audit_rows
         created.append(note)
-    if rows:
-        conn.executemany(Q["insert_notification"], rows)
-        conn.executemany(Q["insert_audit"], audit)
+    _store_rows(conn, rows, audit)
+    return created
+
+
+def _create_many(
+    conn: sqlite3.Connection, items: Sequence[NewNotification], now: float
+) -> list[Created]:
+    """``_create`` without building a Notification per row (see ``Store.create_many``)."""
+    if any(item.idempotency_key is not None for item in items):
+        return [(n.id, n.status) for n in _create(conn, items, now)]
+    created: list[Created] = []
+    rows: list[Any] = []
+    audit: list[Any] = []
+    for item in items:
+        status, due_at = records.placement(item, now)
+        note_id = new_id(now)
+        row, audit_rows = _new_rows(item, note_id, status, due_at, now)
+        rows += row
+        audit += audit_rows
+        created.append((note_id, status))
+    _store_rows(conn, rows, audit)
     return created
 
 
