@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from ..models import AuditEntry, MailboxMessage, Notification, Page, QueueCounts, Stats
 
+_iso_second = (-1, "")  # the last whole second formatted, and its text
+
 
 def iso(ts: float | None) -> str | None:
+    """``2026-01-31T12:00:00.123Z``; the date and time part is formatted once a second.
+
+    Every answer carries a few timestamps, nearly all in the current second,
+    and formatting through ``datetime`` was a few per cent of the ingest path.
+    """
+    global _iso_second
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # As datetime.fromtimestamp does: round the fraction to the microsecond
+    # (carrying into the second), then cut to the millisecond.
+    fraction, whole = math.modf(ts)
+    second, micros = int(whole), round(fraction * 1_000_000)
+    if not 0 <= micros < 1_000_000:
+        second, micros = divmod(second * 1_000_000 + micros, 1_000_000)
+    cached, text = _iso_second
+    if second != cached:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_second = (second, text)
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 #: Shown instead of a message that holds a secret (a reset code, a verification link).

@@ -22,14 +22,15 @@ _PLAIN_EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
 )
-_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_SUFFIXES = tuple(f".{d}" for d in SPECIAL_USE_DOMAIN_NAMES)
 
 
 def email(value: str) -> str:
     plain = _PLAIN_EMAIL.match(value)
     if plain is not None:
         domain = plain.group(1).lower()
-        special = any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE)
+        special = domain in _SPECIAL_USE or domain.endswith(_SPECIAL_USE_SUFFIXES)
         if not special and "xn--" not in domain:  # punycode is shown as Unicode
             local = value[: plain.start(1) - 1]
             return f"{local}@{domain}"
