@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+PEERS  := .venv-peers
+PEERSTAMP := $(PEERS)/.installed
 
-.PHONY: up test lint typecheck bench lock clean haproxy
+.PHONY: up test lint typecheck bench lock clean haproxy wrk peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,18 +37,28 @@ typecheck: $(DEVSTAMP)
 test: lint typecheck haproxy
 	$(BIN)/pytest -q
 
-# The HAProxy end-to-end test needs haproxy (Debian package). Installed here when
-# it is missing and we may (root); otherwise we stop and say what to run.
-haproxy:
-	@command -v haproxy >/dev/null 2>&1 || { \
+# Debian packages some targets need: the HAProxy end-to-end test needs haproxy,
+# the benchmarks need wrk. Installed here when missing and we may (root);
+# otherwise we stop and say what to run.
+define debian_package
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing haproxy (Debian package) for the end-to-end tests"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy; \
+	    echo "installing $(1) (Debian package)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(1); \
 	  else \
-	    echo "make test needs haproxy: run 'sudo apt-get install haproxy'" >&2; exit 1; \
+	    echo "this target needs $(1): run 'sudo apt-get install $(1)'" >&2; exit 1; \
 	  fi; }
+endef
 
-bench: $(STAMP)
+haproxy:
+	$(call debian_package,haproxy)
+
+wrk:
+	$(call debian_package,wrk)
+
+# Every benchmark, one after the other (about 10 minutes); the figures go to
+# bench/results/latest.json and the tables at the end of docs/benchmarks.md.
+bench: $(DEVSTAMP) wrk peers-env
 	$(BIN)/python bench/run_all.py
 
 # Re-pin the lockfiles after editing pyproject.toml's dependencies.
@@ -56,5 +68,15 @@ lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
 		-o requirements-dev.lock
 
+# The peer task queues (Celery, Huey, PgQueuer) for bench/peers.py, in a
+# virtualenv of their own so they never become Herald's dependencies.
+peers-env: $(PEERSTAMP)
+
+$(PEERSTAMP): bench/peers/requirements.lock
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet --upgrade pip
+	$(PEERS)/bin/pip install --quiet --require-hashes -r bench/peers/requirements.lock
+	touch $@
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) var .pytest_cache .mypy_cache .ruff_cache
