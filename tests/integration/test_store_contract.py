@@ -19,6 +19,7 @@ from herald.models import (
     Status,
     new_id,
 )
+from herald.store import records
 from herald.store.base import ListFilter, Store
 from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
@@ -201,9 +202,13 @@ async def test_sweep_buries_a_row_that_stalls_on_its_last_attempt(store: Store) 
 
 
 async def test_release_returns_claims_unspent(store: Store) -> None:
-    await store.create([email(1)])
+    [n] = await store.create([email(1)])
     claims = await store.claim(1, 30)
     assert await store.release(claims) == 1
+    assert await store.release(claims) == 0  # the token is spent: nothing more to release
+    # The history says why it is queued again after "processing".
+    trail = [(e.status, e.message) for e in await store.audit("default", n.id)]
+    assert trail[-2:] == [("PROCESSING", records.CLAIMED), ("QUEUED", records.RELEASED)]
     [again] = await store.claim(1, 30)
     assert again.attempts == 1
 

@@ -314,7 +314,8 @@ class PostgresStore(Store):
 
         async def write(conn: asyncpg.Connection) -> int:
             ids, tokens = [c.id for c in claims], [c.token for c in claims]
-            done = len(await conn.fetch(Q["release"], ids, tokens, now))
+            released = records.RELEASED
+            done = len(await conn.fetch(Q["release"], ids, tokens, now, released))
             await conn.execute(Q["notify"], CHANNEL, "")
             return done
 

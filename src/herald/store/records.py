@@ -23,6 +23,7 @@ from ..models import (
 
 CLAIMED = "Worker started processing"
 CANCELLED = "Cancelled before delivery"
+RELEASED = "Released unsent: the worker stopped"
 
 
 def placement(item: NewNotification, now: float) -> tuple[Status, float]:

@@ -391,7 +391,10 @@ class SQLiteStore(Store):
         def write(conn: sqlite3.Connection) -> int:
             done = 0
             for claim in claims:
-                done += conn.execute(Q["release"], (now, claim.id, claim.token)).rowcount
+                if conn.execute(Q["release"], (now, claim.id, claim.token)).rowcount:
+                    entry = (claim.id, claim.tenant_id, "QUEUED", records.RELEASED, now, None)
+                    conn.execute(Q["insert_audit"], entry)
+                    done += 1
             return done
 
         return await self._write(write, wakes=True)

@@ -212,12 +212,18 @@ ON CONFLICT (channel, recipient) DO UPDATE
 SET provider = excluded.provider, reason = excluded.reason, at = excluded.at;
 
 -- name: release
-UPDATE notifications n
-SET status = 'QUEUED', attempts = n.attempts - 1, lease_until = NULL, claim_token = NULL,
-    updated_at = $3
-FROM unnest($1::text[], $2::text[]) AS c(id, token)
-WHERE n.id = c.id AND n.claim_token = c.token
-RETURNING n.id;
+WITH released AS (
+    UPDATE notifications n
+    SET status = 'QUEUED', attempts = n.attempts - 1, lease_until = NULL, claim_token = NULL,
+        updated_at = $3
+    FROM unnest($1::text[], $2::text[]) AS c(id, token)
+    WHERE n.id = c.id AND n.claim_token = c.token
+    RETURNING n.id, n.tenant_id
+), logged AS (
+    INSERT INTO audit (notification_id, tenant_id, status, message, at)
+    SELECT id, tenant_id, 'QUEUED', $4, $3 FROM released
+)
+SELECT id FROM released;
 
 -- name: expired
 SELECT id, tenant_id, attempts FROM notifications
