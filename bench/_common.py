@@ -379,7 +379,8 @@ def _compact(value: object) -> str:
     return str(value).replace(" ", "_")
 
 
-def _git_revision() -> str | None:
+def git_revision() -> str | None:
+    """The short revision, ``-dirty`` when tracked files have changes; None outside git."""
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -410,7 +411,7 @@ def record(
     entry = {
         "benchmark": name,
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git": _git_revision(),
+        "git": git_revision(),
         "host": {
             "machine": platform.machine(),
             "cpus": os.cpu_count(),

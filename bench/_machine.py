@@ -13,7 +13,7 @@ import platform
 import sqlite3
 from pathlib import Path
 
-from _common import _git_revision
+from _common import git_revision
 from _stores import ADMIN_URL
 
 
@@ -56,7 +56,7 @@ def _postgres_version() -> str:
 def describe_machine() -> dict[str, str]:
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "git": _git_revision() or "unknown",
+        "git": git_revision() or "unknown",
         "cpu": f"{_cpu_model()}, {len(os.sched_getaffinity(0))} usable of {os.cpu_count()}",
         "memory": _memory(),
         "kernel": f"{platform.system()} {platform.release()}",

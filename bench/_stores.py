@@ -73,7 +73,8 @@ class Database:
             self._loop, self._pg = None, None
 
 
-async def _admin(statement: str) -> None:
+async def admin(statement: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE) on the server's admin database."""
     conn = await asyncpg.connect(ADMIN_URL, timeout=10)
     try:
         await conn.execute(statement)
@@ -93,10 +94,10 @@ def database(kind: str, work: Path) -> Iterator[Database]:
             db.close()
         return
     name = f"herald_bench_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     db = Database(kind, f"{ADMIN_URL.rpartition('/')[0]}/{name}", None)
     try:
         yield db
     finally:
         db.close()
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -86,7 +86,7 @@ from _common import (
     temp_dir,
     wait_healthy,
 )
-from _stores import ADMIN_URL, _admin
+from _stores import ADMIN_URL, admin
 from ingest import PATH, probe, run_wrk, write_lua
 
 PEERS = ("celery", "huey", "pgqueuer")
@@ -160,7 +160,7 @@ def peer_queue(peer: str, work: Path, args: argparse.Namespace) -> Iterator[dict
             harness(peer, env, work, "reset")  # FLUSHDB of that Redis database only
         return
     name = f"herald_bench_peer_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     env["PEER_PG_DSN"] = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
     try:
         subprocess.run(
@@ -173,7 +173,7 @@ def peer_queue(peer: str, work: Path, args: argparse.Namespace) -> Iterator[dict
         )
         yield env
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def consumer_command(peer: str, threads: int) -> list[str]:
