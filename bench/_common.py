@@ -297,6 +297,24 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time (all threads) the process has used so far, if readable.
+
+    Set against the wall time of a run it tells an overloaded server (busy all
+    the time) from one that was merely slow to answer; and on a machine shared
+    with other work, CPU time per item is steadier than a rate, which also
+    counts the time spent waiting for the CPU.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name (field 2) may hold spaces; the fields after it do not.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of proc(5), utime and stime; the split starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- SQLite ----------------------------------------------------------------------
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -239,21 +238,6 @@ def percentiles(values: Sequence[float], points: Sequence[float]) -> dict[float,
     if not ordered:
         return dict.fromkeys(points)
     return {p: ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] for p in points}
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time the process has used so far, if readable.
-
-    Set against the wall time of a run it tells an overloaded server (busy
-    all the time) from one that was merely slow to answer.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    # Fields 14 and 15 of proc(5), utime and stime; the split starts at field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fmt_ms(value: float | None) -> str:

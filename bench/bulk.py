@@ -40,6 +40,7 @@ from _common import (
     BenchError,
     add_reporting_args,
     choose_pinning,
+    cpu_seconds,
     exit_on_sigterm,
     fmt_mib,
     free_port,
@@ -83,20 +84,6 @@ async def load(
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
     return counts[0], counts[1], latencies
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system, all threads) the process has used so far, if readable.
-
-    On a machine shared with other work, herald's CPU time per notification is
-    steadier than its rate, which also counts the time it waited for the CPU.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_rows(db: Database) -> int:

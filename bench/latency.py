@@ -49,6 +49,7 @@ from _common import (
     BenchError,
     add_reporting_args,
     choose_pinning,
+    cpu_seconds,
     exit_on_sigterm,
     fmt_int,
     fmt_mib,
@@ -64,7 +65,6 @@ from _common import (
 from _load import (
     ConnectionPool,
     Shot,
-    cpu_seconds,
     deliveries,
     fmt_ms,
     open_loop,

@@ -60,6 +60,7 @@ from _common import (
     Service,
     add_reporting_args,
     choose_pinning,
+    cpu_seconds,
     exit_on_sigterm,
     fmt_int,
     fmt_mib,
@@ -198,17 +199,6 @@ def read_sink_counts(result_file: Path) -> SinkCounts | None:
 
 
 # -- the benchmark ---------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time the process has used so far, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            # The command name (field 2) may hold spaces; the fields after it do not.
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fmt_cpu(seconds: float | None, over: float) -> str:
