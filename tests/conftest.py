@@ -16,6 +16,10 @@ from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
 from tests import pg
 
+#: The admin key every test Herald accepts (HERALD_ADMIN_KEY), and the header carrying it.
+ADMIN_KEY = "hk_test-admin-key-for-the-suite-only-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -30,6 +34,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "port": free_port(),
         "retry_jitter": 0,
         "log_level": "warning",
+        "admin_key": ADMIN_KEY,
     }
     return Settings(_env_file=None, **{**base, **overrides})
 

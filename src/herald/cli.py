@@ -14,7 +14,7 @@ from . import ops
 from .config import Settings
 from .engine import Engine
 from .logs import configure
-from .models import Channel, Priority
+from .models import DEFAULT_TENANT, Channel, Priority
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -161,6 +161,7 @@ def migrate() -> None:
 @click.option("--message", required=True)
 @click.option("--priority", type=click.Choice([p.name for p in Priority]), default="MEDIUM")
 @click.option("--metadata", default=None, help="A JSON object.")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
 def send(
     channel: str,
     recipient: str,
@@ -168,6 +169,7 @@ def send(
     message: str,
     priority: str,
     metadata: str | None,
+    tenant: str,
 ) -> None:
     """Queue one notification directly in the store and print it as JSON."""
     from pydantic import ValidationError
@@ -195,7 +197,7 @@ def send(
         engine = Engine(settings, deliver=False)
         await engine.store.open()
         try:
-            [stored] = await engine.store.create([to_new(body)])
+            [stored] = await engine.store.create([to_new(body, tenant)])
         finally:
             await engine.store.close()
         data = present.notification(stored, engine.max_attempts)

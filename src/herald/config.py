@@ -8,10 +8,11 @@ Bad values fail at start, loudly, naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .models import Channel
@@ -152,6 +153,22 @@ class Settings(BaseSettings):
     # commit that makes work due wakes it at once.
     database_pool_size: int = Field(10, ge=2, le=200, validation_alias=_env("DATABASE_POOL_SIZE"))
     idle_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("IDLE_POLL_INTERVAL"))
+    # Access (README "Security"): every route but the public ones needs a credential.
+    auth: Literal["on", "off"] = Field("on", validation_alias=_env("AUTH"))
+    admin_key: SecretStr | None = Field(None, validation_alias=_env("ADMIN_KEY"))
+    admin_key_file: str = Field("./var/admin.key", validation_alias=_env("ADMIN_KEY_FILE"))
+    allowed_hosts: CsvList = Field(default_factory=list, validation_alias=_env("ALLOWED_HOSTS"))
+    public_url: str | None = Field(None, validation_alias=_env("PUBLIC_URL"))
+    cors_origins: CsvList = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
+    api_rate_limit: str = Field("100/s", validation_alias=_env("API_RATE_LIMIT"))
+    # Callers without a valid credential (guessing keys) and logins, per client address.
+    anonymous_rate_limit: str = Field("30/min", validation_alias=_env("ANONYMOUS_RATE_LIMIT"))
+    key_cache_seconds: float = Field(2.0, gt=0, le=5, validation_alias=_env("KEY_CACHE_SECONDS"))
+    session_idle_minutes: float = Field(30.0, gt=0, validation_alias=_env("SESSION_IDLE_MINUTES"))
+    session_max_hours: float = Field(12.0, gt=0, validation_alias=_env("SESSION_MAX_HOURS"))
+    # Addresses whose X-Forwarded-For / -Proto uvicorn believes (a reverse proxy's).
+    forwarded_allow_ips: str = Field("127.0.0.1", validation_alias=_env("FORWARDED_ALLOW_IPS"))
+    shed_backlog: int = Field(100_000, ge=1, validation_alias=_env("SHED_BACKLOG"))
     # Operators' event types (README "Event types"): a JSON file read once, at start.
     event_types_file: str | None = Field(None, validation_alias=_env("EVENT_TYPES_FILE"))
 
@@ -163,6 +180,8 @@ class Settings(BaseSettings):
         "chat_providers",
         "retry_backoff",
         "rate_limits",
+        "allowed_hosts",
+        "cors_origins",
         mode="before",
     )
     @classmethod
@@ -205,6 +224,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part!r} is not PROVIDER=CALLS_PER_SECOND") from None
         return value
 
+    @field_validator("api_rate_limit", "anonymous_rate_limit")
+    @classmethod
+    def _api_rate(cls, value: str) -> str:
+        from .access import parse_rate
+
+        parse_rate(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError(f"{value!r} is not a base URL such as https://herald.example.com")
+        return value.rstrip("/")
+
     def rate_for(self, provider: str) -> float | None:
         """Calls per second allowed to ``provider`` (HERALD_RATE_LIMITS), or None."""
         for part in self.rate_limits:
@@ -228,9 +264,24 @@ class Settings(BaseSettings):
             self.reserved_slots = max(1, self.worker_concurrency // 4)
         if self.reserved_slots >= self.worker_concurrency and self.worker_concurrency > 1:
             raise ValueError("HERALD_RESERVED_SLOTS must be below HERALD_WORKER_CONCURRENCY")
+        if self.auth == "off" and not _loopback(self.host):
+            raise ValueError(
+                "HERALD_AUTH=off is for local experiments: it needs HERALD_HOST on a loopback "
+                f"address, not {self.host!r}"
+            )
         if self.smtp_port is None:
             self.smtp_port = {"tls": 465, "none": 25}.get(self.smtp_tls, 587)
         return self
+
+    def hosts(self) -> frozenset[str]:
+        """Host names a request may carry (HERALD_ALLOWED_HOSTS; ``*`` allows any)."""
+        if self.allowed_hosts:
+            return frozenset(h.lower() for h in self.allowed_hosts)
+        bound = self.host.lower()
+        names = {"localhost", "127.0.0.1", "[::1]"}
+        if bound not in ("0.0.0.0", "::", ""):
+            names.add(f"[{bound}]" if ":" in bound else bound)
+        return frozenset(names)
 
     def ladder(self) -> Ladder:
         if self.max_attempts is not None:
@@ -265,3 +316,12 @@ class Settings(BaseSettings):
         if not self.database_url.startswith(prefix):
             return None
         return self.database_url[len(prefix) :]
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -33,6 +33,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.conftest import ADMIN_KEY, AUTH
+
 #: Variables that configure Herald (its own prefix and the seeds' aliases).
 _CONFIG_ALIASES = {
     "EMAIL_HOST",
@@ -254,6 +256,7 @@ class Herald:
             HERALD_DATABASE_URL=f"sqlite:///{self.db_path}",
             HERALD_HOST="127.0.0.1",
             HERALD_LOG_LEVEL="info",
+            HERALD_ADMIN_KEY=ADMIN_KEY,
             PYTHONUNBUFFERED="1",
         )
         if self.smtp is not None:
@@ -365,7 +368,7 @@ async def wait_for_health(
     this return False instead of failing, so the caller can try another port.
     """
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=process.url, timeout=2.0) as client:
+    async with httpx.AsyncClient(base_url=process.url, headers=AUTH, timeout=2.0) as client:
         while True:
             died = process.popen.poll() is not None
             if died and retry_port and "address already in use" in process.log_tail().lower():

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import AUTH
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
@@ -68,7 +70,9 @@ async def test_every_201_survives_sigkill_of_the_api(herald) -> None:
                 unexpected.append(f"{recipient}: {response.status_code} {response.text[:200]}")
 
     limits = httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes)
-    async with httpx.AsyncClient(base_url=api.url, timeout=10.0, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=api.url, headers=AUTH, timeout=10.0, limits=limits
+    ) as client:
         tasks = [asyncio.create_task(fire(client, lane)) for lane in range(lanes)]
         started = time.monotonic()
         try:
@@ -111,7 +115,7 @@ async def test_every_201_survives_sigkill_of_the_api(herald) -> None:
         elif response.json()["data"]["notification"]["recipient"] != recipient:
             wrong.append(f"{notification_id}: stored with another recipient")
 
-    async with httpx.AsyncClient(base_url=again.url, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=again.url, headers=AUTH, timeout=10.0) as client:
         await asyncio.gather(*(check(client, i, r) for i, r in created.items()))
     assert not missing, f"{len(missing)} of {len(created)} acknowledged notifications lost"
     assert not wrong, wrong[:10]
@@ -124,7 +128,7 @@ async def test_api_and_worker_processes_share_one_database(herald, smtp_server) 
     gate = asyncio.Semaphore(16)
     ids: list[str] = []
 
-    async with httpx.AsyncClient(base_url=api.url, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=api.url, headers=AUTH, timeout=10.0) as client:
 
         async def post(n: int) -> None:
             async with gate:
@@ -183,7 +187,7 @@ async def test_refusals_end_in_the_dlq_with_a_full_audit_trail(herald, smtp_serv
         HERALD_RETRY_2_DELAY_MS=200,
     )
 
-    async with httpx.AsyncClient(base_url=up.url, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=up.url, headers=AUTH, timeout=10.0) as client:
         ids = {}
         for kind in ("temp", "perm"):
             response = await client.post("/api/notifications", json=email(f"{kind}@example.com"))

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import AUTH, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -119,7 +119,7 @@ async def _exercise(pg_herald, apis, worker, lb, lb_port, lb_log) -> None:
             answers.append(Answer(sent, reply.status_code,
                                   reply.headers.get("x-herald-instance"), created))  # fmt: skip
 
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as client:
         lanes = [asyncio.create_task(fire(client, lane)) for lane in range(LANES)]
         await pg_herald.poll(lambda: len(answers) >= 600, 30, "600 answers through HAProxy",
                              watch=[*apis, worker])  # fmt: skip

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests import pg
+from tests.conftest import AUTH
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -65,7 +66,9 @@ async def test_connections_cut_under_load(pg_herald, smtp_server) -> None:
                 odd.append(f"{reply.status_code}: {reply.text[:200]}")
 
     limits = httpx.Limits(max_connections=LANES)
-    async with httpx.AsyncClient(base_url=api.url, timeout=15, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=api.url, headers=AUTH, timeout=15, limits=limits
+    ) as client:
         lanes = [asyncio.create_task(fire(client)) for _ in range(LANES)]
         await pg_herald.poll(lambda: len(created) >= 300, 20, "load before the outage",
                              watch=[api, worker])  # fmt: skip

@@ -18,6 +18,8 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.conftest import AUTH
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 TOTAL = 200
@@ -63,7 +65,7 @@ async def _exercise(herald, up, sink) -> None:
     ids = set()
     # A connection each, so the kernel hands them to whichever API process accepts first.
     for n in range(TOTAL):
-        async with httpx.AsyncClient(base_url=up.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=up.url, headers=AUTH, timeout=10) as client:
             reply = await client.post("/api/notifications", json={
                 "type": "EMAIL", "recipient": f"u{n}@example.com", "subject": "s",
                 "message": "hello"})  # fmt: skip

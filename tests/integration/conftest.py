@@ -18,7 +18,7 @@ import uvicorn
 from herald.api.app import create_app
 from herald.engine import Engine
 from tests import pg
-from tests.conftest import make_settings
+from tests.conftest import AUTH, make_settings
 
 
 @dataclass
@@ -53,7 +53,7 @@ async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> Async
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{settings.port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
             yield Running(client, app.state.engine, url)
     finally:
         server.should_exit = True

@@ -155,7 +155,7 @@ async def test_dlq_replay_and_delete(herald: Any) -> None:
         assert replay.status_code == 303
         assert replay.headers["location"] == f"{back}&notice=replayed&count=1"
         detail = await h.wait_status(ids[0], "SENT")
-        assert any("by dashboard" in log["message"] for log in detail["logs"])
+        assert any("by admin-key" in log["message"] for log in detail["logs"])
         assert detail["notification"]["attempts"] == 1, "the ladder restarts on replay"
         mailbox = await page(h, "/dashboard/mailbox")
         assert ids[0] in mailbox and "m0" in mailbox

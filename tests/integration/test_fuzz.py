@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from tests import pg
-from tests.conftest import free_port
+from tests.conftest import ADMIN_KEY, AUTH, free_port
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -38,7 +38,7 @@ def _serve(folder: Path, database: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env.update(HERALD_DATABASE_URL=database, HERALD_PORT=str(port),
-               HERALD_LOG_LEVEL="warning")  # fmt: skip
+               HERALD_LOG_LEVEL="warning", HERALD_ADMIN_KEY=ADMIN_KEY)  # fmt: skip
     log = open(folder / "herald.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([sys.executable, "-m", "herald.cli", "up"], cwd=folder, env=env,
                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -76,7 +76,7 @@ CHECKS = [
 
 
 def test_no_route_fails_or_breaks_its_schema(herald_url: str) -> None:
-    api = schemathesis.openapi.from_url(f"{herald_url}/openapi.json")
+    api = schemathesis.openapi.from_url(f"{herald_url}/openapi.json", headers=AUTH)
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 15, "the document lists every route"
     for operation in operations:
@@ -85,7 +85,7 @@ def test_no_route_fails_or_breaks_its_schema(herald_url: str) -> None:
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                   database=None)  # fmt: skip
         def check(case: Any) -> None:
-            case.call_and_validate(base_url=herald_url, checks=CHECKS)
+            case.call_and_validate(base_url=herald_url, checks=CHECKS, headers=AUTH)
 
         try:
             check()

@@ -11,11 +11,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from ..config import Settings
 from ..dashboard import routes as dashboard
+from ..dashboard.sessions import Sessions
 from ..engine import Engine
 from . import (
+    authz,
     bulk,
     dlq,
+    docs,
     errors,
+    guard,
     idempotency,
     ingest,
     notifications,
@@ -24,6 +28,7 @@ from . import (
     queues,
     system,
 )
+from .credentials import Budgets, KeyRing, first_start
 from .event_types import router as event_types_router
 from .events import router as events_router
 from .json import JSONBody
@@ -63,6 +68,10 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
         engine = Engine(settings, deliver=deliver)
         await engine.start()
         app.state.engine = engine
+        app.state.keys = KeyRing(engine.store, settings)
+        app.state.budgets = Budgets(engine.store)
+        app.state.sessions = Sessions(engine.store, settings)
+        await first_start(engine.store, settings)
         try:
             yield
         finally:
@@ -74,6 +83,8 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
         description="Self-hosted notification delivery: durable, retried, observable.",
         lifespan=lifespan,
         default_response_class=JSONBody,
+        docs_url=None,
+        openapi_url=None,
     )
     errors.install(app)
     app.include_router(bulk.router)  # before /{notification_id} routes of the same prefix
@@ -91,15 +102,19 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     app.include_router(dashboard.router)  # HTML for operators, outside the OpenAPI document
     app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     app.add_api_route("/", dashboard.home, include_in_schema=False)
+    docs.install(app)
+    authz.verify(app)
     max_bytes, instance = settings.max_body_bytes, settings.instance
     app.add_middleware(
         idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours
     )
     app.add_middleware(errors.BodyLimitAndIdentity, max_bytes=max_bytes, instance=instance)
-    # Outermost: the ingest hot path skips every layer of the stack.
+    # Outermost: the guard, then the ingest hot path, which skips every other layer.
     app.put_in_front(
-        lambda rest: ingest.IngestFastPath(
-            rest, state_holder=app, max_bytes=max_bytes, instance=instance
+        lambda rest: guard.Guard(
+            ingest.IngestFastPath(rest, state_holder=app, max_bytes=max_bytes, instance=instance),
+            settings,
+            state_holder=app,
         )
     )
     return app

@@ -15,7 +15,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json
 
+from ..access import Scope
 from ..store.base import Created
+from .authz import requires, tenant_of
 from .errors import validation_body
 from .ingest import to_new
 from .json import JSONBody
@@ -79,6 +81,7 @@ def _split_errors(errors: list[Any]) -> tuple[dict[int, list[dict[str, str]]], l
 
 @router.post(
     "/bulk",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[BulkResult],
     responses={
@@ -116,7 +119,7 @@ async def create_bulk(
         return JSONBody({"success": False, "message": message, "errors": [], "data": results},
                         status_code=422)  # fmt: skip
     store = request.app.state.engine.store
-    created = await store.create_many([to_new(b) for b in valid.values()])
+    created = await store.create_many([to_new(b, tenant_of(request)) for b in valid.values()])
     accepted = dict(zip(valid, created, strict=True))
     data = _results(accepted, rejected, atomic)
     message = f"{len(accepted)} accepted, {len(rejected)} rejected"

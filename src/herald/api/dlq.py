@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
-from ..models import DEFAULT_TENANT, Channel
+from ..access import Scope
+from ..models import Channel
 from ..store.base import DlqFilter
 from . import present
+from .authz import actor_of, requires, tenant_of
 from .json import JSONBody
 from .schemas import Envelope, ErrorBody, NotificationList
 
@@ -61,6 +63,7 @@ class ReplayOut(BaseModel):
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[NotificationList],
     responses=ERRORS,
     summary="Dead letters, newest failure first: filter by type, error text and time",
@@ -76,7 +79,7 @@ async def list_dead(
 ) -> JSONBody:
     engine = request.app.state.engine
     where = DlqFilterIn(type=type, error=error, since=since, until=until).to_filter()
-    found = await engine.store.dlq(DEFAULT_TENANT, where, page, limit)
+    found = await engine.store.dlq(tenant_of(request), where, page, limit)
     data = {
         "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
         "pagination": present.pagination(found),
@@ -86,19 +89,16 @@ async def list_dead(
 
 @router.post(
     "/replay",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[ReplayOut],
     responses=ERRORS,
     summary="Back to QUEUED with a fresh retry ladder; the audit row names who did it",
 )
-async def replay(
-    body: ReplayIn,
-    request: Request,
-    x_herald_actor: Annotated[str | None, Header(max_length=100)] = None,
-) -> JSONBody:
-    actor = f"api:{x_herald_actor}" if x_herald_actor else "api"
+async def replay(body: ReplayIn, request: Request) -> JSONBody:
+    actor = actor_of(request)  # never a header the client chose
     where = body.filter.to_filter() if body.filter else None
     done = await request.app.state.engine.store.replay(
-        DEFAULT_TENANT, body.ids, where, actor, body.limit
+        tenant_of(request), body.ids, where, actor, body.limit
     )
     data = {"replayed": len(done), "ids": done}
     return JSONBody({"success": True, "data": data, "message": f"{len(done)} replayed"})
@@ -106,11 +106,12 @@ async def replay(
 
 @router.delete(
     "/{notification_id}",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[None],
     responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     summary="Delete a dead letter and its history",
 )
 async def delete_dead(notification_id: str, request: Request) -> JSONBody:
-    if not await request.app.state.engine.store.delete_dead(DEFAULT_TENANT, notification_id):
+    if not await request.app.state.engine.store.delete_dead(tenant_of(request), notification_id):
         raise HTTPException(404, f"No dead letter {notification_id!r}")
     return JSONBody({"success": True, "data": None, "message": "Dead letter deleted"})

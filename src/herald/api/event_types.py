@@ -14,9 +14,10 @@ from fastapi import APIRouter, Path, Request
 from starlette.exceptions import HTTPException
 
 from .. import events as kinds
+from ..access import Scope
 from ..events import BuiltinEventType, EventType, EventTypeExists
-from ..models import DEFAULT_TENANT
 from . import eventviews as views
+from .authz import requires, tenant_of
 from .events import event_types
 from .eventschemas import (
     EventTypeBody,
@@ -41,6 +42,7 @@ def _parse(name: str, body: EventTypeBody) -> EventType:
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[EventTypeList],
     responses=documented(503),
     summary="Every event type in force, with where it comes from",
@@ -52,6 +54,7 @@ async def list_event_types(request: Request) -> JSONBody:
 
 @router.post(
     "",
+    dependencies=[requires(Scope.MANAGE)],
     status_code=201,
     response_model=Envelope[EventTypeOut],
     responses=documented(409, 422, 503),
@@ -67,7 +70,7 @@ async def create_event_type(body: EventTypeIn, request: Request) -> JSONBody:
                 f"PUT /api/event-types/{event_type.name} replaces it"
             )
         saved = await request.app.state.engine.store.save_event_type(
-            DEFAULT_TENANT, event_type, True
+            tenant_of(request), event_type, True
         )
     except REFUSED as exc:
         return refusal(exc)
@@ -77,6 +80,7 @@ async def create_event_type(body: EventTypeIn, request: Request) -> JSONBody:
 
 @router.get(
     "/{name}",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[EventTypeOut],
     responses=documented(404, 422, 503),
     summary="One event type",
@@ -90,6 +94,7 @@ async def get_event_type(name: TypeName, request: Request) -> JSONBody:
 
 @router.put(
     "/{name}",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[EventTypeOut],
     responses=documented(404, 422, 503),
     summary="Replace an event type (a built-in or file one is outranked, not changed)",
@@ -99,7 +104,7 @@ async def put_event_type(name: TypeName, body: EventTypeBody, request: Request) 
         raise HTTPException(404, f"No event type {name!r}; POST /api/event-types creates one")
     try:
         saved = await request.app.state.engine.store.save_event_type(
-            DEFAULT_TENANT, _parse(name, body), False
+            tenant_of(request), _parse(name, body), False
         )
     except REFUSED as exc:
         return refusal(exc)
@@ -109,12 +114,13 @@ async def put_event_type(name: TypeName, body: EventTypeBody, request: Request) 
 
 @router.delete(
     "/{name}",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[EventTypeDeleted],
     responses=documented(404, 409, 422, 503),
     summary="Delete a stored event type, uncovering a file or built-in one of that name",
 )
 async def delete_event_type(name: TypeName, request: Request) -> JSONBody:
-    deleted = await request.app.state.engine.store.delete_event_type(DEFAULT_TENANT, name)
+    deleted = await request.app.state.engine.store.delete_event_type(tenant_of(request), name)
     now = (await event_types(request)).get(name)
     if not deleted:
         if now is not None:

@@ -16,12 +16,14 @@ from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from .. import events as kinds
+from ..access import Scope
 from ..events import EventFilter, EventRecord, EventType, UnknownEventType
 from ..fanout import fan_out
-from ..models import DEFAULT_TENANT, Notification, Page
+from ..models import Notification, Page
 from ..templates import merged, normalize_locale
 from . import eventviews as views
 from . import present
+from .authz import requires, tenant_of
 from .eventschemas import EventAccepted, EventDetail, EventIn, EventList
 from .json import JSONBody
 from .refusals import REFUSED, documented, refusal
@@ -37,7 +39,7 @@ async def event_types(request: Request) -> dict[str, EventType]:
     engine = request.app.state.engine
     path = engine.settings.event_types_file
     from_file = kinds.load_file(path) if path else ()
-    return kinds.merged(from_file, await engine.store.event_types(DEFAULT_TENANT))
+    return kinds.merged(from_file, await engine.store.event_types(tenant_of(request)))
 
 
 async def submit(
@@ -55,17 +57,17 @@ async def submit(
     wanted = data.get("locale") if locale is None else locale
     chosen_locale = normalize_locale(wanted if isinstance(wanted, str) and wanted else "en")
     names = sorted({t.template for t in event_type.targets})
-    stored = await asyncio.gather(*(engine.store.templates(DEFAULT_TENANT, n) for n in names))
+    stored = await asyncio.gather(*(engine.store.templates(tenant_of(request), n) for n in names))
     templates = {name: merged(found, name) for name, found in zip(names, stored, strict=True)}
     prepared = await asyncio.to_thread(
         lambda: fan_out(
             event_type,
-            tenant_id=DEFAULT_TENANT,
+            tenant_id=tenant_of(request),
             data=data,
             recipient=recipient,
             locale=chosen_locale,
             templates=templates,
-            links_base=str(request.base_url),
+            links_base=engine.settings.public_url or str(request.base_url),
         )
     )
     event, notes = await engine.store.create_event(prepared.event, prepared.items)
@@ -75,6 +77,7 @@ async def submit(
 
 @router.post(
     "",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[EventAccepted],
     responses=documented(422, 503),
@@ -91,6 +94,7 @@ async def create_event(body: EventIn, request: Request) -> JSONBody:
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[EventList],
     responses=documented(422, 503),
     summary="Events, newest first, optionally of one type",
@@ -102,7 +106,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JSONBody:
     found = await request.app.state.engine.store.find_events(
-        DEFAULT_TENANT, EventFilter(type=type), page, limit
+        tenant_of(request), EventFilter(type=type), page, limit
     )
     return ok({"events": [views.event(e) for e in found.items],
                "pagination": pagination(found.total, page, limit)})  # fmt: skip
@@ -110,16 +114,17 @@ async def list_events(
 
 @router.get(
     "/{event_id}",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[EventDetail],
     responses=documented(404, 503),
     summary="An event with the notifications it produced",
 )
 async def get_event(event_id: str, request: Request) -> JSONBody:
     store = request.app.state.engine.store
-    event = await store.get_event(DEFAULT_TENANT, event_id)
+    event = await store.get_event(tenant_of(request), event_id)
     if event is None:
         raise HTTPException(404, f"Event {event_id!r} not found")
-    notes = (await store.event_notifications(DEFAULT_TENANT, [event.id]))[event.id]
+    notes = (await store.event_notifications(tenant_of(request), [event.id]))[event.id]
     return ok({"event": views.event(event), "notifications": [views.brief(n) for n in notes]})
 
 

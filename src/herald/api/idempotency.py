@@ -54,7 +54,7 @@ class IdempotencyKeys:
         while True:
             try:
                 found = await store.idempotency_begin(
-                    DEFAULT_TENANT, key, digest, time.time() - self.ttl
+                    _tenant(scope), key, digest, time.time() - self.ttl
                 )
             except StoreUnavailable:
                 await _answer(send, 503, orjson.dumps(UNAVAILABLE), retry_after=True)
@@ -69,7 +69,7 @@ class IdempotencyKeys:
                 return
             if found.created_at < time.time() - ABANDONED_AFTER:
                 # Its first request died without an answer: let this one run.
-                await store.idempotency_abandon(DEFAULT_TENANT, key)
+                await store.idempotency_abandon(_tenant(scope), key)
                 continue
             if time.monotonic() > deadline:
                 await _answer(send, 409, _busy(key))
@@ -102,9 +102,9 @@ class IdempotencyKeys:
         finally:
             try:
                 if status >= 500:
-                    await store.idempotency_abandon(DEFAULT_TENANT, key)
+                    await store.idempotency_abandon(_tenant(scope), key)
                 else:
-                    await store.idempotency_finish(DEFAULT_TENANT, key, status, b"".join(chunks))
+                    await store.idempotency_finish(_tenant(scope), key, status, b"".join(chunks))
             except StoreUnavailable:
                 # The key stays claimed until it expires; the unique idempotency
                 # column still keeps a retry from storing a second notification.
@@ -143,3 +143,9 @@ def _refusal(key: str) -> bytes:
 def _busy(key: str) -> bytes:
     message = f"A request with Idempotency-Key {key!r} is still being answered; retry shortly"
     return orjson.dumps({"success": False, "message": message, "errors": []})
+
+
+def _tenant(scope: Scope) -> str:
+    """The caller's tenant: keys are scoped per tenant, as everything else is."""
+    caller = scope.get("state", {}).get("principal")
+    return caller.tenant_id if caller is not None else DEFAULT_TENANT

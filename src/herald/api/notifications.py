@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from starlette.exceptions import HTTPException
 
-from ..models import DEFAULT_TENANT, Channel, Priority, Status
+from ..access import Scope
+from ..models import Channel, Priority, Status
 from ..store.base import ListFilter
 from . import present
+from .authz import requires, tenant_of
 from .ingest import accept
 from .json import JSONBody
 from .schemas import (
@@ -37,6 +39,7 @@ def _engine(request: Request) -> Any:
 
 @router.post(
     "",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[NotificationOut],
     responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, **ERRORS},
@@ -47,33 +50,35 @@ async def create_notification(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONBody:
-    envelope = await accept(_engine(request), body, idempotency_key)
+    envelope = await accept(_engine(request), body, tenant_of(request), idempotency_key)
     return JSONBody(envelope, status_code=201)
 
 
 @router.get(
     "/stats/system",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SystemStats],
     responses={503: ERRORS[503]},
     summary="Counts by status, type and priority; queue depth; success rate",
 )
 async def system_stats(request: Request) -> JSONBody:
-    stats = await _engine(request).store.stats(DEFAULT_TENANT)
+    stats = await _engine(request).store.stats(tenant_of(request))
     return JSONBody({"success": True, "data": present.stats(stats)})
 
 
 @router.get(
     "/{notification_id}",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[NotificationDetail],
     responses={404: {"model": ErrorBody}, 503: ERRORS[503]},
     summary="A notification with its audit log",
 )
 async def get_notification(notification_id: str, request: Request) -> JSONBody:
     engine = _engine(request)
-    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    found = await engine.store.get(tenant_of(request), notification_id)
     if found is None:
         raise HTTPException(404, f"Notification {notification_id!r} not found")
-    logs = await engine.store.audit(DEFAULT_TENANT, notification_id)
+    logs = await engine.store.audit(tenant_of(request), notification_id)
     data = {
         "notification": present.notification(found, engine.max_attempts),
         "logs": [present.log_entry(e) for e in logs],
@@ -83,6 +88,7 @@ async def get_notification(notification_id: str, request: Request) -> JSONBody:
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[NotificationList],
     responses=ERRORS,
     summary="List notifications, newest first, with filters and pagination",
@@ -101,7 +107,7 @@ async def list_notifications(
         channel=type,
         priority=Priority[priority] if priority else None,
     )
-    found = await engine.store.find(DEFAULT_TENANT, where, page, limit)
+    found = await engine.store.find(tenant_of(request), where, page, limit)
     data = {
         "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
         "pagination": present.pagination(found),
@@ -111,14 +117,15 @@ async def list_notifications(
 
 @router.post(
     "/{notification_id}/cancel",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[NotificationOut],
     responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: ERRORS[503]},
     summary="Cancel a notification that is not yet sent (queued, scheduled or retrying)",
 )
 async def cancel_notification(notification_id: str, request: Request) -> JSONBody:
     engine = _engine(request)
-    cancelled = await engine.store.cancel(DEFAULT_TENANT, notification_id)
-    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    cancelled = await engine.store.cancel(tenant_of(request), notification_id)
+    found = await engine.store.get(tenant_of(request), notification_id)
     if found is None:
         raise HTTPException(404, f"Notification {notification_id!r} not found")
     if not cancelled:

@@ -9,8 +9,10 @@ import phonenumbers
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..models import DEFAULT_TENANT, Channel, NewNotification
+from ..access import Scope
+from ..models import Channel, NewNotification
 from . import validation
+from .authz import requires, tenant_of
 from .json import JSONBody
 from .schemas import ErrorBody
 
@@ -63,6 +65,7 @@ class NotifyOut(BaseModel):
 
 @router.post(
     "/notify",
+    dependencies=[requires(Scope.SEND)],
     status_code=202,
     response_model=NotifyOut,
     responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
@@ -74,7 +77,7 @@ async def notify(body: NotifyIn, request: Request) -> JSONBody:
         recipient=body.to,
         body=body.message,
         subject=body.subject,
-        tenant_id=DEFAULT_TENANT,
+        tenant_id=tenant_of(request),
     )
     [stored] = await request.app.state.engine.store.create([item])
     return JSONBody({"status": "queued", "messageId": stored.id}, status_code=202)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from ..access import Scope
 from . import present
+from .authz import requires
 from .json import JSONBody
 from .schemas import Envelope, ErrorBody
 
@@ -29,6 +31,7 @@ class ProviderOut(BaseModel):
 
 @router.get(
     "/providers",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[list[ProviderOut]],
     responses={503: {"model": ErrorBody}},
     summary="Configured providers, their rate limits and every worker's breaker state",

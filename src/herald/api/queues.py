@@ -9,8 +9,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ..models import ALL_QUEUES, DEFAULT_TENANT, canonical_queue
+from ..access import Scope
+from ..models import ALL_QUEUES, canonical_queue
 from . import present
+from .authz import requires, tenant_of
 from .json import JSONBody
 from .schemas import Envelope, ErrorBody, SystemStats
 
@@ -39,12 +41,13 @@ class PauseOut(BaseModel):
 
 @router.get(
     "/queue-health",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[QueueHealth],
     responses={503: {"model": ErrorBody}},
     summary="Per lane: waiting, active, delayed, completed, failed, paused",
 )
 async def queue_health(request: Request) -> JSONBody:
-    queues = await request.app.state.engine.store.queues(DEFAULT_TENANT)
+    queues = await request.app.state.engine.store.queues(tenant_of(request))
     data = {
         "status": "degraded" if any(q.paused for q in queues) else "healthy",
         "timestamp": present.iso(time.time()),
@@ -55,12 +58,13 @@ async def queue_health(request: Request) -> JSONBody:
 
 @router.get(
     "/notification-stats",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SystemStats],
     responses={503: {"model": ErrorBody}},
     summary="Counts by status, type and priority (as /api/notifications/stats/system)",
 )
 async def notification_stats(request: Request) -> JSONBody:
-    stats = await request.app.state.engine.store.stats(DEFAULT_TENANT)
+    stats = await request.app.state.engine.store.stats(tenant_of(request))
     return JSONBody({"success": True, "data": present.stats(stats)})
 
 
@@ -77,6 +81,7 @@ async def _set_paused(request: Request, name: str, paused: bool) -> JSONBody:
 
 @router.post(
     "/queue/{name}/pause",
+    dependencies=[requires(Scope.ADMIN)],
     response_model=Envelope[PauseOut],
     responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     summary="Stop claiming from a queue (`mail` is `email`)",
@@ -87,6 +92,7 @@ async def pause(name: str, request: Request) -> JSONBody:
 
 @router.post(
     "/queue/{name}/resume",
+    dependencies=[requires(Scope.ADMIN)],
     response_model=Envelope[PauseOut],
     responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     summary="Claim from a paused queue again",

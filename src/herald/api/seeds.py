@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from ..access import Scope
 from . import eventviews as views
+from .authz import requires
 from .events import submit
 from .json import JSONBody
 from .refusals import REFUSED, documented, refusal
@@ -34,6 +36,7 @@ async def alias(request: Request, event_type: str, body: SeedBody, message: str)
 
 @router.post(
     "/logins",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[SeedRecord],
     responses=ANSWERS,
@@ -45,6 +48,7 @@ async def create_login(body: LoginIn, request: Request) -> JSONBody:
 
 @router.post(
     "/reset-passwords",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[SeedRecord],
     responses=ANSWERS,
@@ -56,6 +60,7 @@ async def create_reset_password(body: ResetPasswordIn, request: Request) -> JSON
 
 @router.post(
     "/purchases",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[SeedRecord],
     responses=ANSWERS,
@@ -67,6 +72,7 @@ async def create_purchase(body: PurchaseIn, request: Request) -> JSONBody:
 
 @router.post(
     "/friend-requests",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[SeedRecord],
     responses=ANSWERS,

@@ -16,11 +16,13 @@ import structlog
 from fastapi import APIRouter, Path, Query, Request
 from starlette.exceptions import HTTPException
 
+from ..access import Scope
 from ..events import EventFilter, EventPage, EventRecord
 from ..fanout import token_hash
-from ..models import DEFAULT_TENANT, Status
+from ..models import Status
 from . import eventviews as views
 from . import present
+from .authz import requires, tenant_of
 from .events import pagination, submit
 from .json import JSONBody
 from .refusals import REFUSED, documented, refusal
@@ -40,7 +42,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 async def _listed(request: Request, found: EventPage) -> dict[str, Any]:
     notes = await request.app.state.engine.store.event_notifications(
-        DEFAULT_TENANT, [e.id for e in found.items]
+        tenant_of(request), [e.id for e in found.items]
     )
     return {
         "signups": [views.signup(e, notes[e.id]) for e in found.items],
@@ -50,6 +52,7 @@ async def _listed(request: Request, found: EventPage) -> dict[str, Any]:
 
 @router.post(
     "",
+    dependencies=[requires(Scope.SEND)],
     status_code=201,
     response_model=Envelope[SignupOut],
     responses=documented(422, 503),
@@ -66,26 +69,28 @@ async def create_signup(body: SignupIn, request: Request) -> JSONBody:
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SignupList],
     responses=documented(422, 503),
     summary="Signups, newest first, with their welcome email's status",
 )
 async def list_signups(request: Request, page: Page = 1, limit: Limit = 20) -> JSONBody:
     found = await request.app.state.engine.store.find_events(
-        DEFAULT_TENANT, EventFilter(type=SIGNUP), page, limit
+        tenant_of(request), EventFilter(type=SIGNUP), page, limit
     )
     return ok(await _listed(request, found))
 
 
 @router.get(
     "/statistics",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SignupStatistics],
     responses=documented(503),
     summary="Signup totals, verified count and welcome email statuses",
 )
 async def signup_statistics(request: Request) -> JSONBody:
     stats = await request.app.state.engine.store.event_stats(
-        DEFAULT_TENANT, SIGNUP, time.time() - 86_400
+        tenant_of(request), SIGNUP, time.time() - 86_400
     )
     emails = dict.fromkeys(views.SEED_STATUS.values(), 0)
     for status, count in stats.primary_by_status.items():
@@ -103,30 +108,32 @@ async def signup_statistics(request: Request) -> JSONBody:
 
 @router.get(
     "/welcome-emails/failed",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SignupList],
     responses=documented(422, 503),
     summary="Signups whose welcome email failed for good (in the DLQ)",
 )
 async def failed_welcome_emails(request: Request, page: Page = 1, limit: Limit = 20) -> JSONBody:
     where = EventFilter(type=SIGNUP, primary_status=Status.FAILED)
-    found = await request.app.state.engine.store.find_events(DEFAULT_TENANT, where, page, limit)
+    found = await request.app.state.engine.store.find_events(tenant_of(request), where, page, limit)
     return ok(await _listed(request, found))
 
 
 async def _signup(request: Request, signup_id: str) -> EventRecord | None:
     """By signup id, or else by the seeds' ``userId`` (the newest signup of that user)."""
     store = request.app.state.engine.store
-    found: EventRecord | None = await store.get_event(DEFAULT_TENANT, signup_id)
+    found: EventRecord | None = await store.get_event(tenant_of(request), signup_id)
     if found is not None and found.type == SIGNUP:
         return found
     by_user = await store.find_events(
-        DEFAULT_TENANT, EventFilter(type=SIGNUP, user_id=signup_id), 1, 1
+        tenant_of(request), EventFilter(type=SIGNUP, user_id=signup_id), 1, 1
     )
     return by_user.items[0] if by_user.items else None
 
 
 @router.get(
     "/{signup_id}/welcome-email-status",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[SignupStatus],
     responses=documented(404, 503),
     summary="The welcome email's status, attempts, message id and delivery history",
@@ -136,9 +143,9 @@ async def welcome_email_status(signup_id: str, request: Request) -> JSONBody:
     signup = await _signup(request, signup_id)
     if signup is None:
         raise HTTPException(404, f"Signup {signup_id!r} not found")
-    notes = (await store.event_notifications(DEFAULT_TENANT, [signup.id]))[signup.id]
+    notes = (await store.event_notifications(tenant_of(request), [signup.id]))[signup.id]
     first = notes[0] if notes else None
-    history = await store.audit(DEFAULT_TENANT, first.id) if first else []
+    history = await store.audit(tenant_of(request), first.id) if first else []
     shown = views.signup(signup, notes)
     welcome = {**shown["welcomeEmail"], "deliveryHistory": [present.log_entry(e) for e in history]}
     return ok({"signupId": signup.id, "userId": shown["userId"], "email": shown["email"],
@@ -147,6 +154,7 @@ async def welcome_email_status(signup_id: str, request: Request) -> JSONBody:
 
 @router.post(
     "/verify/{token}",
+    dependencies=[requires(Scope.SEND)],
     response_model=Envelope[SignupOut],
     responses=documented(404, 409, 410, 422, 503),
     summary="Verify a signup's email with the one-time token from its welcome email",
@@ -157,10 +165,10 @@ async def verify_signup(
     store = request.app.state.engine.store
     try:
         event = await store.verify_event(
-            DEFAULT_TENANT, token_hash(token), time.time() - VERIFY_TTL
+            tenant_of(request), token_hash(token), time.time() - VERIFY_TTL
         )
     except REFUSED as exc:
         return refusal(exc)
     log.info("signup_verified", event_id=event.id)
-    notes = (await store.event_notifications(DEFAULT_TENANT, [event.id]))[event.id]
+    notes = (await store.event_notifications(tenant_of(request), [event.id]))[event.id]
     return ok(views.signup(event, notes), "Email verified")

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..access import Scope
 from ..errors import StoreUnavailable
 from ..metrics import exposition
-from ..models import DEFAULT_TENANT, Channel
+from ..models import Channel
 from . import present
+from .authz import requires, tenant_of
 from .json import JSONBody
 from .schemas import Envelope, ErrorBody, Health, Mailbox
 
@@ -55,6 +57,7 @@ async def health(request: Request) -> JSONBody:
 
 @router.get(
     "/mailbox",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[Mailbox],
     responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     summary="Messages the capture provider kept instead of sending, newest first",
@@ -65,9 +68,9 @@ async def mailbox(
     type: Channel | None = None,
 ) -> JSONBody:
     store = request.app.state.engine.store
-    messages = await store.mailbox(DEFAULT_TENANT, limit, type)
+    messages = await store.mailbox(tenant_of(request), limit, type)
     secret = await store.sensitive_notifications(
-        DEFAULT_TENANT, [m.notification_id for m in messages]
+        tenant_of(request), [m.notification_id for m in messages]
     )
     items = [present.mailbox_item(m, m.notification_id in secret) for m in messages]
     return JSONBody({"success": True, "data": {"messages": items}})
@@ -75,6 +78,7 @@ async def mailbox(
 
 @router.get(
     "/metrics",
+    dependencies=[requires(Scope.ADMIN)],
     response_class=PlainTextResponse,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
@@ -83,5 +87,5 @@ async def mailbox(
     summary="Prometheus metrics: notifications by type and status, queue depth, HTTP, providers",
 )
 async def metrics(request: Request) -> PlainTextResponse:
-    stats = await request.app.state.engine.store.stats(DEFAULT_TENANT)
+    stats = await request.app.state.engine.store.stats(tenant_of(request))
     return PlainTextResponse(exposition(stats), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,8 @@ import structlog
 from fastapi import APIRouter, Path, Query, Request
 from starlette.exceptions import HTTPException
 
-from ..models import DEFAULT_TENANT, Channel
+from ..access import Scope
+from ..models import Channel
 from ..templates import (
     RENDERER,
     TemplateDraft,
@@ -26,6 +27,7 @@ from ..templates import (
     normalize_locale,
 )
 from . import eventviews as views
+from .authz import requires, tenant_of
 from .eventschemas import (
     RenderIn,
     RenderOut,
@@ -64,17 +66,19 @@ async def _draft(name: str, body: TemplateBody) -> TemplateDraft:
 
 @router.get(
     "",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[TemplateList],
     responses=documented(503),
     summary="Every template variant, latest versions, built-ins included",
 )
 async def list_templates(request: Request) -> JSONBody:
-    stored = await request.app.state.engine.store.templates(DEFAULT_TENANT)
+    stored = await request.app.state.engine.store.templates(tenant_of(request))
     return ok({"templates": [views.template(t) for t in merged(stored)]})
 
 
 @router.post(
     "",
+    dependencies=[requires(Scope.MANAGE)],
     status_code=201,
     response_model=Envelope[TemplateOut],
     responses=documented(409, 422, 503),
@@ -89,7 +93,7 @@ async def create_template(body: TemplateIn, request: Request) -> JSONBody:
                     f"template {draft.name!r} for {draft.channel.value} in {draft.locale!r} is "
                     f"built in; PUT /api/templates/{draft.name} stores a version of your own"
                 )
-        saved = await request.app.state.engine.store.save_template(DEFAULT_TENANT, draft, True)
+        saved = await request.app.state.engine.store.save_template(tenant_of(request), draft, True)
     except REFUSED as exc:
         return refusal(exc)
     log.info("template_saved", name=saved.name, channel=saved.channel.value,
@@ -99,6 +103,7 @@ async def create_template(body: TemplateIn, request: Request) -> JSONBody:
 
 @router.get(
     "/{name}",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[TemplateDetail],
     responses=documented(404, 422, 503),
     summary="A template's variants (every channel and locale), latest or at `version`",
@@ -112,9 +117,9 @@ async def get_template(
     if version == 0:
         found = [t for t in builtin_templates() if t.name == name]
     elif version is not None:
-        found = await store.templates(DEFAULT_TENANT, name, version)
+        found = await store.templates(tenant_of(request), name, version)
     else:
-        found = merged(await store.templates(DEFAULT_TENANT, name), name)
+        found = merged(await store.templates(tenant_of(request), name), name)
     if not found:
         at = "" if version is None else f" at version {version}"
         raise HTTPException(404, f"No template {name!r}{at}")
@@ -123,16 +128,17 @@ async def get_template(
 
 @router.put(
     "/{name}",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[TemplateOut],
     responses=documented(404, 422, 503),
     summary="Store a new version of one variant of an existing template",
 )
 async def put_template(name: TemplateName, body: TemplateBody, request: Request) -> JSONBody:
     store = request.app.state.engine.store
-    if not merged(await store.templates(DEFAULT_TENANT, name), name):
+    if not merged(await store.templates(tenant_of(request), name), name):
         raise HTTPException(404, f"No template {name!r}; POST /api/templates creates one")
     try:
-        saved = await store.save_template(DEFAULT_TENANT, await _draft(name, body), False)
+        saved = await store.save_template(tenant_of(request), await _draft(name, body), False)
     except REFUSED as exc:
         return refusal(exc)
     log.info("template_saved", name=saved.name, channel=saved.channel.value,
@@ -142,6 +148,7 @@ async def put_template(name: TemplateName, body: TemplateBody, request: Request)
 
 @router.delete(
     "/{name}",
+    dependencies=[requires(Scope.MANAGE)],
     response_model=Envelope[TemplateDeleted],
     responses=documented(404, 409, 422, 503),
     summary="Delete every stored version of a template (or of one channel or locale)",
@@ -157,7 +164,7 @@ async def delete_template(
     except REFUSED as exc:
         return refusal(exc)
     deleted = await request.app.state.engine.store.delete_templates(
-        DEFAULT_TENANT, name, channel, locale
+        tenant_of(request), name, channel, locale
     )
     builtin = any(
         t.name == name and channel in (None, t.channel) and locale in (None, t.locale)
@@ -174,6 +181,7 @@ async def delete_template(
 
 @router.post(
     "/{name}/render",
+    dependencies=[requires(Scope.READ)],
     response_model=Envelope[RenderOut],
     responses=documented(404, 422, 503),
     summary="Render a template with `data` (a preview: nothing is stored or sent)",
@@ -183,9 +191,9 @@ async def render_template(name: TemplateName, body: RenderIn, request: Request) 
     try:
         locale = normalize_locale(body.locale)
         if body.version is None:
-            variants = merged(await store.templates(DEFAULT_TENANT, name), name)
+            variants = merged(await store.templates(tenant_of(request), name), name)
         else:
-            variants = await store.templates(DEFAULT_TENANT, name, body.version)
+            variants = await store.templates(tenant_of(request), name, body.version)
         chosen = choose(variants, body.channel, locale)
         if chosen is None:
             raise HTTPException(404, f"No template {name!r} for {body.channel.value}")

@@ -20,8 +20,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 
+from ..access import Scope
 from ..api import present
-from ..models import CLAIMABLE, DEFAULT_TENANT, Channel, Page, Priority, Status, canonical_queue
+from ..api.authz import actor_of, requires, tenant_of
+from ..models import CLAIMABLE, Channel, Page, Priority, Status, canonical_queue
 from ..store.base import DlqFilter, ListFilter
 from . import csrf
 from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render
@@ -29,7 +31,6 @@ from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=PageRoute)
 static = StaticFiles(directory=HERE / "static")
 
-ACTOR = "dashboard"  # named in the audit row of a replay
 PAGE_SIZE = 25
 RECENT = 20
 MAILBOX_SIZE = 50
@@ -103,13 +104,13 @@ def _detail_url(notification_id: str) -> str:
 # -- overview and queues ---------------------------------------------------
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Scope.READ)])
 async def overview(request: Request) -> Any:
     engine = _engine(request)
     store = engine.store
-    stats = await store.stats(DEFAULT_TENANT)
-    queues = await store.queues(DEFAULT_TENANT)
-    recent = await store.find(DEFAULT_TENANT, ListFilter(), 1, RECENT)
+    stats = await store.stats(tenant_of(request))
+    queues = await store.queues(tenant_of(request))
+    recent = await store.find(tenant_of(request), ListFilter(), 1, RECENT)
     breakers = await store.breakers()
     return render(
         request, "overview.html", section="overview", refresh=True,
@@ -136,12 +137,12 @@ async def _set_paused(request: Request, name: str, paused: bool) -> RedirectResp
     return _back(form, PREFIX, notice="paused" if paused else "resumed", queue=queue)
 
 
-@router.post("/queues/{name}/pause")
+@router.post("/queues/{name}/pause", dependencies=[requires(Scope.ADMIN)])
 async def pause(name: str, request: Request) -> RedirectResponse:
     return await _set_paused(request, name, True)
 
 
-@router.post("/queues/{name}/resume")
+@router.post("/queues/{name}/resume", dependencies=[requires(Scope.ADMIN)])
 async def resume(name: str, request: Request) -> RedirectResponse:
     return await _set_paused(request, name, False)
 
@@ -149,13 +150,13 @@ async def resume(name: str, request: Request) -> RedirectResponse:
 # -- notifications -----------------------------------------------------------
 
 
-@router.get("/notifications")
+@router.get("/notifications", dependencies=[requires(Scope.READ)])
 async def notifications(request: Request) -> Any:
     engine = _engine(request)
     q = request.query_params
     where = ListFilter(status=_choice(Status, q, "status"), channel=_choice(Channel, q, "type"),
                        priority=_choice(Priority, q, "priority"))  # fmt: skip
-    found = await engine.store.find(DEFAULT_TENANT, where, _page_number(q), PAGE_SIZE)
+    found = await engine.store.find(tenant_of(request), where, _page_number(q), PAGE_SIZE)
     return render(
         request, "notifications.html", section="notifications", refresh=True,
         notifications=[present.notification(n, engine.max_attempts) for n in found.items],
@@ -167,13 +168,13 @@ async def notifications(request: Request) -> Any:
     )  # fmt: skip
 
 
-@router.get("/notifications/{notification_id}")
+@router.get("/notifications/{notification_id}", dependencies=[requires(Scope.READ)])
 async def notification(notification_id: str, request: Request) -> Any:
     engine = _engine(request)
-    found = await engine.store.get(DEFAULT_TENANT, notification_id)
+    found = await engine.store.get(tenant_of(request), notification_id)
     if found is None:
         raise HTTPException(404, f"No notification {notification_id!r}.")
-    audit = await engine.store.audit(DEFAULT_TENANT, notification_id)
+    audit = await engine.store.audit(tenant_of(request), notification_id)
     shown = present.notification(found, engine.max_attempts)
     return render(
         request, "notification.html", section="notifications", refresh=True,
@@ -184,13 +185,13 @@ async def notification(notification_id: str, request: Request) -> Any:
     )  # fmt: skip
 
 
-@router.post("/notifications/{notification_id}/cancel")
+@router.post("/notifications/{notification_id}/cancel", dependencies=[requires(Scope.MANAGE)])
 async def cancel(notification_id: str, request: Request) -> RedirectResponse:
     form = await _form(request)
     store = _engine(request).store
-    if await store.cancel(DEFAULT_TENANT, notification_id):
+    if await store.cancel(tenant_of(request), notification_id):
         return _back(form, _detail_url(notification_id), notice="cancelled")
-    if await store.get(DEFAULT_TENANT, notification_id) is None:
+    if await store.get(tenant_of(request), notification_id) is None:
         raise HTTPException(404, f"No notification {notification_id!r}.")
     return _back(form, _detail_url(notification_id), notice="not-cancelled")
 
@@ -205,11 +206,11 @@ def _dlq_filter(fields: QueryParams | dict[str, str]) -> DlqFilter:
     return DlqFilter(channel=_choice(Channel, fields, "type"), error=error or None)
 
 
-@router.get("/dlq")
+@router.get("/dlq", dependencies=[requires(Scope.READ)])
 async def dead_letters(request: Request) -> Any:
     engine = _engine(request)
     q = request.query_params
-    found = await engine.store.dlq(DEFAULT_TENANT, _dlq_filter(q), _page_number(q), PAGE_SIZE)
+    found = await engine.store.dlq(tenant_of(request), _dlq_filter(q), _page_number(q), PAGE_SIZE)
     return render(
         request, "dlq.html", section="dlq", refresh=False,
         notifications=[present.notification(n, engine.max_attempts) for n in found.items],
@@ -219,25 +220,27 @@ async def dead_letters(request: Request) -> Any:
     )  # fmt: skip
 
 
-@router.post("/dlq/replay")
+@router.post("/dlq/replay", dependencies=[requires(Scope.MANAGE)])
 async def replay_matching(request: Request) -> RedirectResponse:
     form = await _form(request)
     where = _dlq_filter(form)
-    done = await _engine(request).store.replay(DEFAULT_TENANT, None, where, ACTOR)
+    done = await _engine(request).store.replay(tenant_of(request), None, where, actor_of(request))
     return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
 
 
-@router.post("/dlq/{notification_id}/replay")
+@router.post("/dlq/{notification_id}/replay", dependencies=[requires(Scope.MANAGE)])
 async def replay_one(notification_id: str, request: Request) -> RedirectResponse:
     form = await _form(request)
-    done = await _engine(request).store.replay(DEFAULT_TENANT, [notification_id], None, ACTOR)
+    done = await _engine(request).store.replay(
+        tenant_of(request), [notification_id], None, actor_of(request)
+    )
     return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
 
 
-@router.post("/dlq/{notification_id}/delete")
+@router.post("/dlq/{notification_id}/delete", dependencies=[requires(Scope.MANAGE)])
 async def delete_dead(notification_id: str, request: Request) -> RedirectResponse:
     form = await _form(request)
-    if not await _engine(request).store.delete_dead(DEFAULT_TENANT, notification_id):
+    if not await _engine(request).store.delete_dead(tenant_of(request), notification_id):
         raise HTTPException(404, f"No dead letter {notification_id!r}.")
     return _back(form, f"{PREFIX}/dlq", notice="deleted")
 
@@ -245,13 +248,13 @@ async def delete_dead(notification_id: str, request: Request) -> RedirectRespons
 # -- the capture mailbox -----------------------------------------------------
 
 
-@router.get("/mailbox")
+@router.get("/mailbox", dependencies=[requires(Scope.READ)])
 async def mailbox(request: Request) -> Any:
     store = _engine(request).store
     channel = _choice(Channel, request.query_params, "type")
-    messages = await store.mailbox(DEFAULT_TENANT, MAILBOX_SIZE, channel)
+    messages = await store.mailbox(tenant_of(request), MAILBOX_SIZE, channel)
     secret = await store.sensitive_notifications(
-        DEFAULT_TENANT, [m.notification_id for m in messages]
+        tenant_of(request), [m.notification_id for m in messages]
     )
     return render(
         request, "mailbox.html", section="mailbox", refresh=False,

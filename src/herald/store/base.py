@@ -37,6 +37,7 @@ from ..models import (
     Status,
 )
 from ..templates import Template, TemplateDraft
+from .access import Access
 
 #: What ``Store.create_many`` answers per notification: its id and the status it starts in.
 Created = tuple[str, Status]
@@ -76,6 +77,9 @@ class ListFilter:
 
 class Store(abc.ABC):
     """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
+
+    #: API keys, dashboard users and sessions (``access.py``); each store sets it.
+    access: Access
 
     #: True when ``wait_for_work`` wakes on writes made by any process (PostgreSQL's
     #: LISTEN/NOTIFY), so an idle worker polls only for rows that fall due later.

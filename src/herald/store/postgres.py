@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import structlog
@@ -39,6 +40,7 @@ from ..templates import Template, TemplateDraft
 from . import postgres_events as events
 from . import postgres_jobs as jobs
 from . import records, sql
+from .access import Access, Row, statements
 from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .postgres_batch import GroupCommit
 from .postgres_listen import CHANNEL, WorkListener
@@ -46,6 +48,7 @@ from .postgres_pool import Pool, Q, affected
 from .rows import breakdown_stats, notification_from_row, queue_counts
 
 log = structlog.get_logger("herald.store.postgres")
+A = statements("postgres")
 
 
 class PostgresStore(Store):
@@ -59,6 +62,7 @@ class PostgresStore(Store):
         self._batch = GroupCommit(self._pool, jobs.insert, self._listener.wake)
         # Bulk requests (create_many) share transactions among themselves.
         self._bulk = GroupCommit(self._pool, jobs.insert_many, self._listener.wake)
+        self.access = Access(_AccessRunner(self._pool))
 
     @property
     def commits(self) -> int:
@@ -419,3 +423,15 @@ class PostgresStore(Store):
 def _dlq_args(tenant_id: str, where: DlqFilter) -> tuple[object, ...]:
     channel = where.channel.value if where.channel else None
     return (tenant_id, channel, where.error or None, where.since, where.until)
+
+
+class _AccessRunner:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def rows(self, name: str, *args: Any) -> list[Row]:
+        async with self._pool.connection() as conn:
+            return list(await conn.fetch(A[name], *args))
+
+    async def write(self, name: str, *args: Any) -> list[Row]:
+        return await self.rows(name, *args)  # every statement commits on its own

@@ -44,6 +44,7 @@ from ..models import (
 )
 from ..templates import Template, TemplateDraft
 from . import records, sql, sqlite_events
+from .access import Access, Row, statements
 from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from .groupcommit import GroupCommitWriter
 from .rows import breakdown_stats, notification_from_row, queue_counts, status_callback
@@ -51,6 +52,7 @@ from .rows import breakdown_stats, notification_from_row, queue_counts, status_c
 log = structlog.get_logger("herald.store.sqlite")
 T = TypeVar("T")
 Q = sql.queries("sqlite")
+A = statements("sqlite")
 
 
 class SQLiteStore(Store):
@@ -67,6 +69,7 @@ class SQLiteStore(Store):
         self._work = asyncio.Event()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.access = Access(_AccessRunner(self))
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -489,6 +492,17 @@ class SQLiteStore(Store):
         if not notification_ids:
             return set()
         return await self._read(lambda c: sqlite_events.sensitive(c, tenant_id, notification_ids))
+
+
+class _AccessRunner:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def rows(self, name: str, *args: Any) -> list[Row]:
+        return await self._store._read(lambda c: c.execute(A[name], args).fetchall())
+
+    async def write(self, name: str, *args: Any) -> list[Row]:
+        return await self._store._write(lambda c: c.execute(A[name], args).fetchall())
 
 
 def _dlq_params(tenant_id: str, where: DlqFilter) -> dict[str, Any]:

@@ -19,7 +19,11 @@ class Migration:
 
 def queries(dialect: str) -> dict[str, str]:
     """The named queries of ``sql/<dialect>/queries.sql`` (``-- name: x`` sections)."""
-    text = resources.files(__package__).joinpath(dialect, "queries.sql").read_text()
+    return parse(resources.files(__package__).joinpath(dialect, "queries.sql").read_text())
+
+
+def parse(text: str) -> dict[str, str]:
+    """The ``-- name: x`` sections of a SQL file, by name."""
     parts = _NAME.split(text)
     return {
         name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)

@@ -1,0 +1,107 @@
+"""What each route needs: the public list, and one scope declared by every other route.
+
+The guard (``guard.py``) authenticates every request that is not public; each
+route then says which scope it needs with ``requires(Scope.X)``. ``verify``
+runs when the app is built and refuses a route that declares nothing, so a
+route added later without a check cannot start, and the authorization matrix
+test (``tests/integration/test_authz_matrix.py``) walks the same table.
+
+Usage::
+
+    @router.get("/things", dependencies=[requires(Scope.READ)])
+    async def things(request: Request) -> ...:
+        tenant = tenant_of(request)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Mount
+
+from ..access import Principal, Scope
+
+#: Routes anyone may call, by method and path: the one place they are listed.
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/api/health"),
+        ("HEAD", "/api/health"),
+        ("GET", "/"),  # a redirect to the dashboard
+        ("GET", "/dashboard/login"),
+        ("POST", "/dashboard/login"),
+    }
+)
+#: Path prefixes anyone may read: the dashboard's stylesheet and script.
+PUBLIC_PREFIXES: tuple[str, ...] = ("/dashboard/static/",)
+
+
+def is_public(method: str, path: str) -> bool:
+    return (method, path) in PUBLIC_ROUTES or (
+        method in ("GET", "HEAD") and path.startswith(PUBLIC_PREFIXES)
+    )
+
+
+class _Requirement:
+    """A dependency that refuses a caller without ``scope`` (403 naming it)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, request: Request) -> Principal:
+        caller = principal(request)
+        if not caller.allows(self.scope):
+            raise HTTPException(403, f"This credential lacks the {self.scope.value!r} scope.")
+        return caller
+
+
+def requires(scope: Scope) -> Any:
+    return Depends(_Requirement(scope))
+
+
+def principal(request: Request) -> Principal:
+    """The caller the guard authenticated (never absent on a route that is not public)."""
+    found: Principal | None = request.scope.get("state", {}).get("principal")
+    if found is None:  # only reachable if the guard were removed: fail closed
+        raise HTTPException(401, "A credential is required.", {"WWW-Authenticate": "Bearer"})
+    return found
+
+
+def tenant_of(request: Request) -> str:
+    return principal(request).tenant_id
+
+
+def actor_of(request: Request) -> str:
+    """The name audit rows give the caller: its key's name or its user's email."""
+    return principal(request).actor
+
+
+def route_scope(route: BaseRoute) -> Scope | None:
+    """The scope a route declared with ``requires``, or None."""
+    if not isinstance(route, APIRoute):
+        return None
+    for dependency in route.dependant.dependencies:
+        if isinstance(dependency.call, _Requirement):
+            return dependency.call.scope
+    return None
+
+
+def endpoints(app: FastAPI) -> Iterator[tuple[str, str, BaseRoute]]:
+    """Every (method, path, route) the app serves, mounts excluded."""
+    for route in app.routes:
+        if isinstance(route, Mount):
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            yield method, getattr(route, "path", ""), route
+
+
+def verify(app: FastAPI) -> None:
+    """Refuse to build an app with a route that neither is public nor declares a scope."""
+    for method, path, route in endpoints(app):
+        if not is_public(method, path) and route_scope(route) is None:
+            raise RuntimeError(
+                f"{method} {path} declares no scope (authz.requires) and is not public"
+            )
