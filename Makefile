@@ -7,7 +7,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 PEERS  := .venv-peers
 PEERSTAMP := $(PEERS)/.installed
 
-.PHONY: up test lint typecheck bench lock clean haproxy wrk peers-env
+.PHONY: up test lint typecheck bench lock clean haproxy chromium wrk peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,13 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-test: lint typecheck haproxy
+test: lint typecheck haproxy chromium
 	$(BIN)/pytest -q
 
 # Debian packages some targets need: the HAProxy end-to-end test needs haproxy,
-# the benchmarks need wrk. Installed here when missing and we may (root);
-# otherwise we stop and say what to run.
+# the dashboard's browser tests need chromium (Playwright drives it; its own
+# browser download is never used), the benchmarks need wrk. Installed here when
+# missing and we may (root); otherwise we stop and say what to run.
 define debian_package
 	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -52,6 +53,9 @@ endef
 
 haproxy:
 	$(call debian_package,haproxy)
+
+chromium:
+	$(call debian_package,chromium)
 
 wrk:
 	$(call debian_package,wrk)

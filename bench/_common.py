@@ -6,6 +6,12 @@ built from scratch and stopping it again (by its own pid only), CPU pinning with
 aligned block of figures, one greppable ``RESULT`` line, an entry appended to
 ``bench/results/<name>.json`` (git-ignored) and, for ``run_all.py``, an optional
 summary file.
+
+Herald wants a credential on every route but ``GET /api/health``. Every Herald
+a benchmark starts through ``herald_env`` takes ``ADMIN_KEY`` (a fresh random
+secret for each benchmark process, never written anywhere) as its
+``HERALD_ADMIN_KEY``, and every request the benchmarks send carries it as
+``Authorization: Bearer`` unless told otherwise (``credential_headers``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -37,8 +44,18 @@ ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 
 
+#: This process's admin key, given to every Herald it starts (HERALD_ADMIN_KEY). An
+#: admin key spends no request budget, so it never throttles a benchmark.
+ADMIN_KEY = "bench-admin-" + secrets.token_urlsafe(24)
+
+
 class BenchError(RuntimeError):
     """A benchmark could not run or its result failed a check."""
+
+
+def credential_headers(key: str | None = ADMIN_KEY) -> dict[str, str]:
+    """``Authorization: Bearer KEY``, or nothing for ``None`` (no credential sent)."""
+    return {} if key is None else {"Authorization": f"Bearer {key}"}
 
 
 # -- process hygiene -----------------------------------------------------------
@@ -131,7 +148,8 @@ def herald_env(database: Path | str, **settings: object) -> dict[str, str]:
 
     Keys are Herald setting names without the prefix (``fault_latency_ms=0``
     becomes ``HERALD_FAULT_LATENCY_MS=0``); ``None`` values are left out.
-    The log level defaults to ``warning``.
+    The log level defaults to ``warning``, the admin key is ``ADMIN_KEY``, and
+    load shedding is off (``HERALD_SHED_BACKLOG``).
     """
     drop = _settings_variables()
     env = {
@@ -140,6 +158,10 @@ def herald_env(database: Path | str, **settings: object) -> dict[str, str]:
     url = database if isinstance(database, str) else f"sqlite:///{database}"
     env["HERALD_DATABASE_URL"] = url
     env["HERALD_LOG_LEVEL"] = "warning"
+    env["HERALD_ADMIN_KEY"] = ADMIN_KEY
+    # The benchmarks pile up backlogs no deployment would (ingest without a worker,
+    # 100,000 LOW before one CRITICAL): load shedding would turn them into cheap 503s.
+    env["HERALD_SHED_BACKLOG"] = "1000000000"
     for key, value in settings.items():
         if value is not None:
             env[f"HERALD_{key.upper()}"] = str(value)
@@ -267,11 +289,18 @@ def wait_healthy(service: Service, port: int, timeout: float = 30.0) -> float:
 
 
 def http_json(
-    method: str, url: str, body: object | None = None, timeout: float = 10.0
+    method: str,
+    url: str,
+    body: object | None = None,
+    timeout: float = 10.0,
+    key: str | None = ADMIN_KEY,
 ) -> tuple[int, Any]:
-    """One request with an optional JSON body; returns (status, decoded JSON body)."""
+    """One request with an optional JSON body and ``key`` as its credential (None: none).
+
+    Returns (status, decoded JSON body).
+    """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=credential_headers(key))
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:

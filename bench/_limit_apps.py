@@ -11,8 +11,8 @@
   422 with Herald's error envelope when it fails), and the 201 answer is built
   by Herald's own ``accept`` from the row a store would have written
   (``records.fresh``: a new id, QUEUED, timestamps), so it has Herald's exact
-  shape and size. Left out: the commit, the request-duration histogram and the
-  instance header.
+  shape and size. Left out: the credential check (``api.guard``), the commit,
+  the request-duration histogram and the instance header.
 
 Both answer ``GET /api/health`` with 200 so the benchmark can wait for them.
 They are served the way ``herald api`` serves (``herald.cli._serve``): uvicorn
@@ -31,12 +31,13 @@ import orjson
 import uvicorn
 from pydantic import ValidationError
 
+from herald.admission import Admission
 from herald.api.errors import validation_body
 from herald.api.ingest import accept
 from herald.api.schemas import NotificationIn
 from herald.config import Settings
 from herald.logs import configure
-from herald.models import NewNotification, Notification
+from herald.models import DEFAULT_TENANT, NewNotification, Notification
 from herald.store import records
 
 HEALTH_PATH = "/api/health"
@@ -58,10 +59,18 @@ class NothingStored:
 
 @dataclass
 class StorelessEngine:
-    """What ``accept`` reads from Herald's engine: its store and the retry ladder's length."""
+    """What ``accept`` reads from Herald's engine: store, load shedding, the ladder's length.
+
+    Nothing counts a backlog here, so shedding never starts; its check still runs.
+    """
 
     max_attempts: int
+    shed_backlog: int
     store: NothingStored = field(default_factory=NothingStored)
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.store, self.shed_backlog)
 
 
 async def echo(raw: bytes) -> tuple[int, bytes]:
@@ -77,7 +86,7 @@ def validator(engine: StorelessEngine) -> Handler:
         except ValidationError as exc:
             status, envelope = validation_body(exc.errors())
             return status, orjson.dumps(envelope)
-        return 201, orjson.dumps(await accept(engine, payload, None))
+        return 201, orjson.dumps(await accept(engine, payload, DEFAULT_TENANT, None))
 
     return validate
 
@@ -137,7 +146,7 @@ def main() -> None:
     configure(settings.log_level)
     handler: Handler = echo
     if args.app == "validate":
-        handler = validator(StorelessEngine(settings.ladder().max_attempts))
+        handler = validator(StorelessEngine(settings.ladder().max_attempts, settings.shed_backlog))
     uvicorn.run(
         bare_app(handler),
         host="127.0.0.1",

@@ -13,7 +13,9 @@ at 833/s cost this client about 0.2 ms of CPU each and httpx's AsyncClient
 about 8 ms, so with httpx the generator could not keep its schedule and its
 own overhead would be part of the latency it measures. Its connections come
 from a pool that opens another one whenever none is free, so requests do not
-queue for a connection unless the pool's limit is reached (counted).
+queue for a connection unless the pool's limit is reached (counted). Every
+request carries the benchmark's admin key (``_common.ADMIN_KEY``) unless the
+connection is opened with another key or ``key=None``.
 
 After the load, ``wait_delivered`` polls the store until nothing is left to
 deliver and ``deliveries`` reads, for every notification, its status, priority,
@@ -32,7 +34,7 @@ from typing import Any, TypeVar
 import orjson
 import uvloop
 
-from _common import BenchError, Service
+from _common import ADMIN_KEY, BenchError, Service, credential_headers
 from _stores import Database
 
 #: An answer slower than this counts as an error (the server is stuck, not slow).
@@ -51,16 +53,23 @@ class ProtocolError(BenchError):
 class Connection:
     """One keep-alive HTTP/1.1 connection; one request at a time."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        key: str | None = ADMIN_KEY,
+    ):
         self.reader = reader
         self.writer = writer
         self.host = host
+        self.credential = "".join(f"{k}: {v}\r\n" for k, v in credential_headers(key).items())
         self.reusable = True
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int, key: str | None = ADMIN_KEY) -> Connection:
         reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer, f"{host}:{port}")
+        return cls(reader, writer, f"{host}:{port}", key)
 
     def alive(self) -> bool:
         """False once the server has closed it (uvicorn drops idle ones after 5 s)."""
@@ -69,7 +78,7 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         """Send one request with a JSON body; (status, answer body)."""
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.credential}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
@@ -98,10 +107,11 @@ class Connection:
 class ConnectionPool:
     """Keep-alive connections to one server, opened on demand up to ``limit``."""
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
+    def __init__(self, host: str, port: int, limit: int, key: str | None = ADMIN_KEY) -> None:
         self.host = host
         self.port = port
         self.limit = limit
+        self.key = key
         self.opened = 0  # in total, including replacements for closed ones
         self.waited = 0  # requests that found every connection busy at the limit
         self._idle: list[Connection] = []
@@ -117,7 +127,7 @@ class ConnectionPool:
         self._open += 1
         self.opened += 1
         try:
-            return await Connection.open(self.host, self.port)
+            return await Connection.open(self.host, self.port, self.key)
         except BaseException:
             self._open -= 1
             raise

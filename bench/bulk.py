@@ -41,6 +41,7 @@ from _common import (
     add_reporting_args,
     choose_pinning,
     cpu_seconds,
+    credential_headers,
     exit_on_sigterm,
     fmt_mib,
     free_port,
@@ -66,7 +67,7 @@ async def load(
     deadline = time.monotonic() + seconds
     latencies: list[float] = []
     counts = [0, 0]
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **credential_headers()}
 
     async def client(http: httpx.AsyncClient) -> None:
         while time.monotonic() < deadline:

@@ -5,7 +5,9 @@
 they never compete for the machine; their output is shown as it comes. At the
 end come two tables built from the summary files they write: every figure, and
 every target of the benchmark issue with Herald's figure, the goal and whether
-it was met. Both go to ``bench/results/latest.json`` (and a dated copy beside
+it was met. Figures that compare two runs (``ingest_auth_ratio``: authenticated
+over unauthenticated ingest on one store) are added to the later run's metrics
+and figures. Both go to ``bench/results/latest.json`` (and a dated copy beside
 it); ``docs/benchmarks.md`` gets the same tables, the machine they ran on and
 the command, between its generated-section markers (``--no-docs`` leaves it
 alone).
@@ -58,9 +60,22 @@ def _per_store(script: str, timeout: float, *args: str) -> tuple[Benchmark, ...]
     )
 
 
+def _ingest_pairs(timeout: float) -> tuple[Benchmark, ...]:
+    """Per store, ingest without authentication and then with a stored key, back to back.
+
+    The issue judges authenticated ingest against the same run's unauthenticated
+    ingest, and this machine's speed drifts, so the two runs sit side by side.
+    """
+    return tuple(
+        Benchmark(label.format(store), "ingest", timeout, ("--store", store, "--auth", auth))
+        for store in STORES
+        for label, auth in (("ingest-noauth-{}", "off"), ("ingest-{}", "key"))
+    )
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("limits", "limits", timeout=180),
-    *_per_store("ingest", 180),
+    *_ingest_pairs(180),
     *_per_store("bulk", 180),
     *_per_store("drain", 300),
     *_per_store("latency", 150),
@@ -150,6 +165,23 @@ def ratio(top: Metric, bottom: Metric) -> Metric:
     return read
 
 
+def auth_ratio(store: str) -> Metric:
+    """Ingest with a stored key ÷ ingest with HERALD_AUTH=off, on ``store``, same run."""
+    return ratio(
+        metric(f"ingest-{store}", "requests_per_s"),
+        metric(f"ingest-noauth-{store}", "requests_per_s"),
+    )
+
+
+def add_comparisons(outcomes: dict[str, Outcome]) -> None:
+    """Put ``ingest_auth_ratio`` in the authenticated ingest run's metrics and figures."""
+    for store in STORES:
+        keyed, value = outcomes.get(f"ingest-{store}"), auth_ratio(store)(outcomes)
+        if keyed is not None and value is not None:
+            keyed.metrics["ingest_auth_ratio"] = round(value, 4)
+            keyed.figures["÷ unauthenticated ingest (same run)"] = f"{value:.2f}x"
+
+
 def largest(key: str) -> Metric:
     """The largest ``key`` over every Herald run that reports it (not limits, not peers)."""
 
@@ -206,6 +238,13 @@ def _targets() -> list[Target]:
                 f"durable ingest ÷ validation-only app, {store}",
                 ratio(ingest, metric("limits", "validate_req_per_s")),
                 0.7,
+                True,
+                "x",
+            ),
+            Target(
+                f"authenticated ÷ unauthenticated ingest, {store}",
+                auth_ratio(store),
+                0.9,
                 True,
                 "x",
             ),
@@ -418,7 +457,9 @@ def main() -> int:
         for bench in chosen:
             outcomes.append(run_one(bench, work / f"{bench.label}.json", extra))
     machine["total time"] = f"{time.monotonic() - started:.0f} s for {len(chosen)} benchmarks"
-    targets = target_rows({o.bench.label: o for o in outcomes})
+    found = {o.bench.label: o for o in outcomes}
+    add_comparisons(found)
+    targets = target_rows(found)
     print_tables(outcomes, targets)
     write_json(outcomes, targets, machine, command)
     if not args.no_docs:

@@ -46,6 +46,13 @@ class Role(enum.StrEnum):
     def scopes(self) -> frozenset[Scope]:
         return _ROLE_SCOPES[self]
 
+    def scopes_in(self, tenant_id: str, home: str) -> frozenset[Scope]:
+        """What the role allows a user of ``tenant_id``: ``admin`` reaches every tenant and
+        the shared queues, so only an admin of the installation's own tenant (``home``)
+        holds it; another tenant's admin manages that tenant alone."""
+        scopes = _ROLE_SCOPES[self]
+        return scopes if tenant_id == home else scopes - {Scope.ADMIN}
+
 
 _ROLE_SCOPES = {
     Role.VIEWER: frozenset({Scope.READ}),
@@ -66,6 +73,32 @@ def parse_scopes(text: str) -> frozenset[Scope]:
         except ValueError:
             raise ValueError(f"unknown scope {word!r}; one of send, read, manage, admin") from None
     return frozenset(found)
+
+
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_tenant(name: str) -> str:
+    """A tenant name: 1-64 letters, digits, ``_``, ``.`` or ``-``; else ``ValueError``."""
+    if not _TENANT.match(name):
+        raise ValueError(f"{name[:80]!r} is not a tenant name (1-64 letters, digits, _ . -)")
+    return name
+
+
+def grantable(caller: frozenset[Scope], wanted: frozenset[Scope]) -> str | None:
+    """Why a caller holding ``caller`` may not hand out ``wanted``; None when it may.
+
+    Nobody grants more than they hold, and only ``admin`` grants ``admin``:
+    a ``manage`` key must not mint the admin key it was never given.
+    """
+    if Scope.ADMIN in caller:
+        return None
+    if Scope.ADMIN in wanted:
+        return "only a credential with the 'admin' scope can grant 'admin'"
+    missing = wanted - caller
+    if missing:
+        return f"a credential cannot grant scopes it lacks: {scopes_text(frozenset(missing))}"
+    return None
 
 
 def scopes_text(scopes: frozenset[Scope]) -> str:

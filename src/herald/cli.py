@@ -10,9 +10,10 @@ from typing import Any
 import click
 import orjson
 
-from . import ops
+from . import keys_cli, ops, users_cli
 from .config import Settings
 from .engine import Engine
+from .httpserver import server_options
 from .logs import configure
 from .models import DEFAULT_TENANT, Channel, Priority
 
@@ -34,15 +35,7 @@ def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> N
     # so a clean shutdown exits 0, as `herald worker` does.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": settings.log_level.lower(),
-        "access_log": False,
-        "timeout_graceful_shutdown": int(settings.shutdown_grace) + 5,
-    }
+    options = server_options(settings)
     app = create_app(settings, deliver=deliver)
     if socket_fd is None:
         uvicorn.run(app, **options)
@@ -215,8 +208,9 @@ def _run_async(coro: Any) -> None:
         asyncio.run(coro)
 
 
-for command in (ops.queues, ops.dlq, ops.stats, ops.clean):
+for command in (ops.queues, ops.dlq, ops.stats, ops.clean, keys_cli.keys):
     main.add_command(command)
+main.add_command(users_cli.users)
 
 
 if __name__ == "__main__":

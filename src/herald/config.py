@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(None, validation_alias=_env("WEBHOOK_SECRET"))
     webhook_timeout: float = Field(10.0, gt=0, validation_alias=_env("WEBHOOK_TIMEOUT"))
     webhook_allow_hosts: str = Field("", validation_alias=_env("WEBHOOK_ALLOW_HOSTS"))
+    # Chat through Apprise (providers/chat.py): the services accepted (hosted ones over
+    # HTTPS by default), and the non-public hosts they may reach.
+    chat_schemes: CsvList = Field(
+        default_factory=lambda: [
+            "slack", "discord", "tgram", "workflow", "workflows", "matrixs", "ntfy", "ntfys"
+        ],
+        validation_alias=_env("CHAT_SCHEMES"),
+    )  # fmt: skip
+    chat_allow_hosts: str = Field("", validation_alias=_env("CHAT_ALLOW_HOSTS"))
 
     retry_backoff: CsvList = Field(
         default_factory=lambda: ["0", "1", "2", "4"], validation_alias=_env("RETRY_BACKOFF")
@@ -169,8 +178,26 @@ class Settings(BaseSettings):
     # Addresses whose X-Forwarded-For / -Proto uvicorn believes (a reverse proxy's).
     forwarded_allow_ips: str = Field("127.0.0.1", validation_alias=_env("FORWARDED_ALLOW_IPS"))
     shed_backlog: int = Field(100_000, ge=1, validation_alias=_env("SHED_BACKLOG"))
+    # HTTP server limits (httpserver.py): head size, head and body read times, connections.
+    max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576,
+                                  validation_alias=_env("MAX_HEADER_BYTES"))  # fmt: skip
+    header_timeout: float = Field(10.0, gt=0, le=300, validation_alias=_env("HEADER_TIMEOUT"))
+    body_timeout: float = Field(30.0, gt=0, le=3600, validation_alias=_env("BODY_TIMEOUT"))
+    max_connections: int = Field(1000, ge=16, validation_alias=_env("MAX_CONNECTIONS"))
+    # Email domains mixing Latin, Cyrillic or Greek letters in one label (homographs).
+    allow_mixed_script: bool = Field(False, validation_alias=_env("ALLOW_MIXED_SCRIPT"))
+    # How far ahead a notification may be scheduled (scheduledAt), in days.
+    max_schedule_days: int = Field(365, ge=1, le=3650, validation_alias=_env("MAX_SCHEDULE_DAYS"))
     # Operators' event types (README "Event types"): a JSON file read once, at start.
     event_types_file: str | None = Field(None, validation_alias=_env("EVENT_TYPES_FILE"))
+    # What one template render may spend in its render process (README "Templates"):
+    # CPU time (compiling may take ten times as much), memory beyond the process's own,
+    # and rendered output (UTF-8 bytes, every part together).
+    template_cpu_ms: int = Field(100, ge=10, le=60_000, validation_alias=_env("TEMPLATE_CPU_MS"))
+    template_memory_mb: int = Field(128, ge=32, le=16_384,
+                                    validation_alias=_env("TEMPLATE_MEMORY_MB"))  # fmt: skip
+    template_max_output: int = Field(262_144, ge=1024, le=64 * 1_048_576,
+                                     validation_alias=_env("TEMPLATE_MAX_OUTPUT"))  # fmt: skip
 
     @field_validator(
         "email_providers",
@@ -178,6 +205,7 @@ class Settings(BaseSettings):
         "push_providers",
         "webhook_providers",
         "chat_providers",
+        "chat_schemes",
         "retry_backoff",
         "rate_limits",
         "allowed_hosts",
@@ -264,6 +292,11 @@ class Settings(BaseSettings):
             self.reserved_slots = max(1, self.worker_concurrency // 4)
         if self.reserved_slots >= self.worker_concurrency and self.worker_concurrency > 1:
             raise ValueError("HERALD_RESERVED_SLOTS must be below HERALD_WORKER_CONCURRENCY")
+        if "*" in self.allowed_hosts and not self.public_url:
+            raise ValueError(
+                "HERALD_ALLOWED_HOSTS=* needs HERALD_PUBLIC_URL: links Herald builds (verifyUrl) "
+                "would otherwise come from whatever Host a request names"
+            )
         if self.auth == "off" and not _loopback(self.host):
             raise ValueError(
                 "HERALD_AUTH=off is for local experiments: it needs HERALD_HOST on a loopback "

@@ -13,6 +13,7 @@ import time
 import structlog
 
 from . import retention
+from .admission import Admission
 from .config import Settings
 from .delivery.breaker import Breaker, Breakers
 from .delivery.breaker import State as BreakerStateName
@@ -41,6 +42,10 @@ class Engine:
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Started by an API process's lifespan: only the API admits new work.
+        self.admission = Admission(self.store, settings.shed_backlog)
+        self._probe: tuple[float, str | None] = (-1e9, None)
+        self._probe_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.store.open()
@@ -80,6 +85,25 @@ class Engine:
         except StoreUnavailable:
             log.warning("breaker_unrecorded", provider=state.provider, state=state.state)
 
+    async def commit_problem(self) -> str | None:
+        """Why the store cannot commit now (disk full, read-only, unreachable), or None.
+
+        Health checks arrive every second or two from every balancer: the
+        probe write runs at most once a second and concurrent checks share it.
+        """
+        async with self._probe_lock:
+            checked, problem = self._probe
+            if time.monotonic() - checked < 1.0:
+                return problem
+            try:
+                await self.store.heartbeat(self.settings.instance)
+                problem = None
+            except Exception as exc:  # any failure to commit is the answer, not a crash
+                problem = _commit_problem(exc)
+                log.warning("store_cannot_commit", error=str(exc)[:300])
+            self._probe = (time.monotonic(), problem)
+            return problem
+
     @property
     def worker_running(self) -> bool:
         return self._worker_task is not None and not self._worker_task.done()
@@ -104,3 +128,14 @@ class Engine:
             await self.providers.close()
         await self.store.close()
         log.info("engine_stopped")
+
+
+def _commit_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "full" in text or "no space" in text:
+        return "cannot commit: the disk is full"
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "cannot commit: the database is read-only"
+    if isinstance(exc, StoreUnavailable):
+        return "disconnected"
+    return f"cannot commit: {type(exc).__name__}"

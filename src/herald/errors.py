@@ -4,6 +4,7 @@
 
     HeraldError
     ├── ConfigError            settings that cannot work; raised at start
+    ├── Overloaded             the backlog is too deep for this priority now (load shedding)
     ├── DeliveryError          raised by a provider's ``send``
     │   ├── TransientError     a later attempt may succeed (may carry retry_after)
     │   └── PermanentError     no attempt will succeed (bad address, 5xx reply)
@@ -23,6 +24,14 @@ class HeraldError(Exception):
 
 class ConfigError(HeraldError):
     pass
+
+
+class Overloaded(HeraldError):
+    """Shed: the backlog passed HERALD_SHED_BACKLOG and this work is not urgent enough."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeliveryError(HeraldError):

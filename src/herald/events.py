@@ -48,6 +48,11 @@ from .templates import NAME
 
 #: Field names treated as secrets whatever the event type declares.
 ALWAYS_HASH = ("password",)
+#: Each hashed field costs ~40 ms of CPU (scrypt, on purpose): an event may carry
+#: this many, each at most MAX_SECRET_LENGTH characters, so one request cannot
+#: buy minutes of CPU with thousands of ``password`` fields.
+MAX_HASHED_FIELDS = 4
+MAX_SECRET_LENGTH = 1024
 ALWAYS_REDACT = ("resetToken", "resetUrl")
 SOURCES = ("builtin", "file", "api")
 
@@ -78,6 +83,10 @@ class BuiltinEventType(EventError):
 
 class RecipientInvalid(EventError):
     pass
+
+
+class SecretsInvalid(EventError):
+    """Too many fields to hash in one event, or one too long: hashing is slow on purpose."""
 
 
 class VerificationFailed(EventError):

@@ -2,8 +2,15 @@
 
 Everything that can be wrong with an event is found here, before anything is
 stored, so the client hears it as a 4xx: an unknown template, a variable the
-data lacks, a recipient that is not an address. What comes out is stored in
-one transaction (``Store.create_event``); the worker never renders.
+data lacks, a recipient that is not an address, a template over its budget.
+What comes out is stored in one transaction (``Store.create_event``); the
+worker never renders.
+
+Two steps: ``plan_event`` (hashing, recipients, templates: CPU-bound, so the
+API runs it in a thread, and renders the built-in templates there too, with
+``Plan.render_builtins``) and rendering the others in the render processes
+(``render_pool.py``): ``render_plan`` waits for them without holding a thread.
+``fan_out`` does it all in the caller's thread.
 
 Secrets (declared in ``events.py``) leave here in three forms only: a salted
 scrypt hash, the SHA-256 of a verification token, and the rendered message,
@@ -14,6 +21,7 @@ marked ``metadata.sensitive``; the API shows its message as redacted
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -28,9 +36,20 @@ from typing import Any
 from markupsafe import escape
 
 from .api.validation import RECIPIENT
-from .events import ALWAYS_HASH, ALWAYS_REDACT, EventType, NewEvent, RecipientInvalid, Target
+from .events import (
+    ALWAYS_HASH,
+    ALWAYS_REDACT,
+    MAX_HASHED_FIELDS,
+    MAX_SECRET_LENGTH,
+    EventType,
+    NewEvent,
+    RecipientInvalid,
+    SecretsInvalid,
+    Target,
+)
 from .models import NewNotification, new_id
-from .templates import RENDERER, RenderFailed, Template, TemplateNotFound, choose
+from .sandbox import Budget
+from .templates import RENDERER, Rendered, RenderFailed, Template, TemplateNotFound, choose
 
 REDACTED = "[redacted]"
 VERIFY_PATH = "/api/signups/verify/"
@@ -53,6 +72,69 @@ class Scrubbed:
     secrets: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Render:
+    """One target's message, to be rendered: its template, recipient and data."""
+
+    target: Target
+    template: Template
+    recipient: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An event with every target resolved, waiting only for its messages to render.
+
+    ``rendered`` holds each target's message once it is rendered, in order.
+    """
+
+    event: NewEvent
+    renders: list[Render]
+    secrets: list[str]
+    rendered: list[Rendered | None] = field(default_factory=list)
+
+    def render_builtins(self, budget: Budget | None = None) -> Plan:
+        """Render the targets whose template is built in, in this thread (``Renderer``)."""
+        for position, render in enumerate(self.renders):
+            if render.template.builtin and self.rendered[position] is None:
+                self.rendered[position] = RENDERER.render(
+                    render.template, render.context, budget, self.event.tenant_id
+                )
+        return self
+
+    def finish(self) -> Prepared:
+        """The notifications, once every target's message is rendered."""
+        items: list[NewNotification] = []
+        for render, message in zip(self.renders, self.rendered, strict=True):
+            if message is None:
+                raise RuntimeError("finish() before every message was rendered")
+            template = render.template
+            if message.subject and _holds_secret(message.subject, self.secrets):
+                raise RenderFailed(
+                    f"template {template.name!r} puts a secret in the subject, which is shown "
+                    "in inbox lists; move it to the body",
+                    [("subject", "must not hold a secret")],
+                )
+            metadata: dict[str, Any] = {
+                "event": {"id": self.event.id, "type": self.event.type},
+                "template": {"name": template.name, "version": template.version,
+                             "locale": template.locale},
+            }  # fmt: skip
+            if _holds_secret(message.body, self.secrets) or (
+                message.html and _holds_secret(message.html, self.secrets)
+            ):
+                metadata["sensitive"] = True
+            items.append(
+                NewNotification(
+                    channel=render.target.channel, recipient=render.recipient, body=message.body,
+                    subject=message.subject, html=message.html, priority=render.target.priority,
+                    metadata=metadata, tenant_id=self.event.tenant_id,
+                )
+            )  # fmt: skip
+        return Prepared(self.event, items)
+
+
 def fan_out(
     event_type: EventType,
     *,
@@ -63,12 +145,53 @@ def fan_out(
     templates: Mapping[str, Sequence[Template]],
     links_base: str,
     now: float | None = None,
+    budget: Budget | None = None,
 ) -> Prepared:
     """Render every target of ``event_type`` for this event, or raise the first problem.
 
+    Both steps in the caller's thread; see ``plan_event`` for the arguments.
+    """
+    plan = plan_event(
+        event_type, tenant_id=tenant_id, data=data, recipient=recipient, locale=locale,
+        templates=templates, links_base=links_base, now=now,
+    )  # fmt: skip
+    tenant = plan.event.tenant_id
+    for position, render in enumerate(plan.renders):
+        plan.rendered[position] = RENDERER.render(render.template, render.context, budget, tenant)
+    return plan.finish()
+
+
+async def render_plan(plan: Plan, budget: Budget | None = None) -> Prepared:
+    """Render what ``plan`` still lacks side by side; the first target's problem is raised."""
+    tenant = plan.event.tenant_id
+    waiting = [(n, r) for n, r in enumerate(plan.renders) if plan.rendered[n] is None]
+    results = await asyncio.gather(
+        *(RENDERER.render_async(r.template, r.context, budget, tenant) for _, r in waiting),
+        return_exceptions=True,
+    )
+    for (position, _), result in zip(waiting, results, strict=True):
+        if isinstance(result, BaseException):
+            raise result
+        plan.rendered[position] = result
+    return plan.finish()
+
+
+def plan_event(
+    event_type: EventType,
+    *,
+    tenant_id: str,
+    data: Mapping[str, Any],
+    recipient: str | None,
+    locale: str,
+    templates: Mapping[str, Sequence[Template]],
+    links_base: str,
+    now: float | None = None,
+) -> Plan:
+    """Scrub and hash the event's data and resolve every target, or raise the first problem.
+
     ``templates`` holds the variants of each target's template name;
     ``links_base`` is the URL that verification links start with. CPU-bound
-    (scrypt, rendering): the API runs it in a thread.
+    (scrypt): the API runs it in a thread.
     """
     now = time.time() if now is None else now
     event_id = new_id(now)
@@ -90,7 +213,7 @@ def fan_out(
         eventType=event_type.name,
         occurredAt=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
-    items: list[NewNotification] = []
+    renders: list[Render] = []
     for position, target in enumerate(event_type.targets):
         to = _recipient(target, position, recipient, data)
         template = choose(templates.get(target.template, ()), target.channel, locale)
@@ -100,40 +223,18 @@ def fan_out(
                 f"for {target.channel.value}, and there is none",
                 [(f"targets.{position}.template", "no such template for this channel")],
             )
-        rendered = RENDERER.render(template, {**context, "recipient": to})
-        if rendered.subject and _holds_secret(rendered.subject, scrubbed.secrets):
-            raise RenderFailed(
-                f"template {template.name!r} puts a secret in the subject, which is shown in "
-                "inbox lists; move it to the body",
-                [("subject", "must not hold a secret")],
-            )
-        metadata: dict[str, Any] = {
-            "event": {"id": event_id, "type": event_type.name},
-            "template": {"name": template.name, "version": template.version,
-                         "locale": template.locale},
-        }  # fmt: skip
-        if _holds_secret(rendered.body, scrubbed.secrets) or (
-            rendered.html and _holds_secret(rendered.html, scrubbed.secrets)
-        ):
-            metadata["sensitive"] = True
-        items.append(
-            NewNotification(
-                channel=target.channel, recipient=to, body=rendered.body,
-                subject=rendered.subject, html=rendered.html, priority=target.priority,
-                metadata=metadata, tenant_id=tenant_id,
-            )
-        )  # fmt: skip
+        renders.append(Render(target, template, to, {**context, "recipient": to}))
     event = NewEvent(
         id=event_id,
         tenant_id=tenant_id,
         type=event_type.name,
-        recipient=items[0].recipient if items else recipient,
+        recipient=renders[0].recipient if renders else recipient,
         data=scrubbed.stored,
         hashed=scrubbed.hashed,
         verify_hash=verify_hash,
         created_at=now,
     )
-    return Prepared(event, items)
+    return Plan(event, renders, scrubbed.secrets, [None] * len(renders))
 
 
 def scrub(data: Mapping[str, Any], *, hash_fields: set[str], redact_fields: set[str]) -> Scrubbed:
@@ -152,8 +253,10 @@ def scrub(data: Mapping[str, Any], *, hash_fields: set[str], redact_fields: set[
                 where = f"{path}.{key}" if path else str(key)
                 if key in hash_fields:
                     if item is not None:
-                        out.hashed[where] = hash_secret(str(item))
-                        out.secrets.append(str(item))
+                        secret = str(item)
+                        _hashable(where, secret, len(out.hashed))
+                        out.hashed[where] = hash_secret(secret)
+                        out.secrets.append(secret)
                 elif key in redact_fields:
                     if isinstance(item, str | int | float) and str(item):
                         out.secrets.append(str(item))
@@ -169,6 +272,22 @@ def scrub(data: Mapping[str, Any], *, hash_fields: set[str], redact_fields: set[
 
     out.stored, out.context = walk(data, "")
     return out
+
+
+def _hashable(where: str, secret: str, already: int) -> None:
+    """Refuse a secret before paying for its hash (``events.MAX_HASHED_FIELDS``)."""
+    field = f"data.{where}"
+    if already >= MAX_HASHED_FIELDS:
+        raise SecretsInvalid(
+            f"An event may carry at most {MAX_HASHED_FIELDS} fields that are hashed "
+            "(password and the event type's hash fields)",
+            [(field, f"is one hashed field too many (at most {MAX_HASHED_FIELDS})")],
+        )
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise SecretsInvalid(
+            f"A hashed field may hold at most {MAX_SECRET_LENGTH} characters",
+            [(field, f"is longer than {MAX_SECRET_LENGTH} characters")],
+        )
 
 
 def hash_secret(value: str) -> str:

@@ -28,6 +28,9 @@ from .store.base import DlqFilter
 
 T = TypeVar("T")
 console = Console()
+#: These commands read the store directly, as its administrator; --tenant picks whose rows.
+tenant_option = click.option("--tenant", default=DEFAULT_TENANT, show_default=True,
+                             help="The tenant whose rows to show or change.")  # fmt: skip
 
 
 @asynccontextmanager
@@ -55,12 +58,13 @@ def settings_from(ctx: click.Context) -> Settings:
 
 
 @click.group(invoke_without_command=True)
+@tenant_option
 @click.pass_context
-def queues(ctx: click.Context) -> None:
-    """Show every queue's counts; `pause NAME` and `resume NAME` change one."""
+def queues(ctx: click.Context, tenant: str) -> None:
+    """Show every queue's counts (one tenant's); `pause NAME` and `resume NAME` change one."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = run(settings_from(ctx), lambda s: s.queues(DEFAULT_TENANT))
+    rows = run(settings_from(ctx), lambda s: s.queues(tenant))
     table = Table(title="Queues")
     for column in ("queue", "waiting", "active", "delayed", "completed", "failed", "paused"):
         table.add_column(column, justify="left" if column == "queue" else "right")
@@ -118,13 +122,15 @@ def dlq() -> None:
 @_error
 @_since
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True)
+@tenant_option
 @click.pass_context
 def dlq_list(
-    ctx: click.Context, channel: str | None, error: str | None, since: datetime | None, limit: int
-) -> None:
+    ctx: click.Context, channel: str | None, error: str | None, since: datetime | None,
+    limit: int, tenant: str,
+) -> None:  # fmt: skip
     """List dead letters, newest failure first."""
     where = _dlq_filter(channel, error, since)
-    page = run(settings_from(ctx), lambda s: s.dlq(DEFAULT_TENANT, where, 1, limit))
+    page = run(settings_from(ctx), lambda s: s.dlq(tenant, where, 1, limit))
     table = Table(title=f"Dead letters ({page.total:,} in all)")
     for column in ("id", "type", "recipient", "attempts", "failed at", "error"):
         table.add_column(column, overflow="fold")
@@ -140,6 +146,7 @@ def dlq_list(
 @_channel
 @_error
 @_since
+@tenant_option
 @click.pass_context
 def dlq_replay(
     ctx: click.Context,
@@ -148,6 +155,7 @@ def dlq_replay(
     channel: str | None,
     error: str | None,
     since: datetime | None,
+    tenant: str,
 ) -> None:
     """Put dead letters back on their queue with a fresh retry ladder."""
     if not ids and not (everything or channel or error or since):
@@ -158,14 +166,14 @@ def dlq_replay(
     actor = f"cli:{getpass.getuser()}"
 
     async def replay(store: Store) -> int:
-        chosen = list(ids) or await _all_ids(store, where)
+        chosen = list(ids) or await _all_ids(store, tenant, where)
         done = 0
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("replay", total=len(chosen))
             for start in range(0, len(chosen), 100):
                 chunk = chosen[start : start + 100]
-                done += len(await store.replay(DEFAULT_TENANT, chunk, None, actor))
+                done += len(await store.replay(tenant, chunk, None, actor))
                 progress.advance(task, len(chunk))
         return done
 
@@ -173,11 +181,11 @@ def dlq_replay(
     console.print(f"{done:,} replayed")
 
 
-async def _all_ids(store: Store, where: DlqFilter) -> list[str]:
+async def _all_ids(store: Store, tenant: str, where: DlqFilter) -> list[str]:
     ids: list[str] = []
     page = 1
     while True:
-        found = await store.dlq(DEFAULT_TENANT, where, page, 100)
+        found = await store.dlq(tenant, where, page, 100)
         ids.extend(n.id for n in found.items)
         if page * 100 >= found.total or not found.items:
             return ids
@@ -185,10 +193,11 @@ async def _all_ids(store: Store, where: DlqFilter) -> list[str]:
 
 
 @click.command()
+@tenant_option
 @click.pass_context
-def stats(ctx: click.Context) -> None:
-    """Counts by status, type and priority, and queue depth."""
-    s = run(settings_from(ctx), lambda store: store.stats(DEFAULT_TENANT))
+def stats(ctx: click.Context, tenant: str) -> None:
+    """Counts by status, type and priority, and queue depth (one tenant's)."""
+    s = run(settings_from(ctx), lambda store: store.stats(tenant))
     for title, counts in (("status", s.by_status), ("type", s.by_channel),
                           ("priority", s.by_priority), ("queue depth", s.queue_depth)):  # fmt: skip
         table = Table(title=f"By {title}")

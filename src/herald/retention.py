@@ -1,7 +1,8 @@
 """Retention (seed 002): SENT notifications go after ``HERALD_CLEANUP_DAYS``.
 
 FAILED ones stay until an operator replays or deletes them. Expired
-idempotency keys go too. ``herald clean`` runs this once; a worker process
+idempotency keys go too, and so do ended dashboard sessions, old login
+failures and the request budgets of past windows. ``herald clean`` runs this once; a worker process
 runs it every ``HERALD_CLEANUP_INTERVAL`` seconds.
 """
 
@@ -30,6 +31,9 @@ async def clean_once(store: Store, settings: Settings) -> Cleaned:
     now = time.time()
     removed = await store.clean(now - settings.cleanup_days * 86_400)
     expired = await store.idempotency_expire(now - settings.idempotency_ttl_hours * 3600)
+    await store.access.expire(
+        now, settings.session_idle_minutes * 60, settings.session_max_hours * 3600
+    )
     if removed or expired:
         log.info("retention_cleaned", notifications=removed, idempotency_keys=expired)
     return Cleaned(removed, expired)

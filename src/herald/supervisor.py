@@ -173,7 +173,13 @@ class Supervisor:
 
 
 async def _migrate(settings: Settings) -> None:
-    """Bring the schema up to date once, before any child opens the store."""
+    """Bring the schema up to date once, before any child opens the store, and make the
+    first admin key here too, so API children starting together do not each make one."""
+    from .api.credentials import first_start
+
     store = open_store(settings)
     await store.open()
-    await store.close()
+    try:
+        await first_start(store, settings)
+    finally:
+        await store.close()

@@ -17,6 +17,7 @@ import uvicorn
 
 from herald.api.app import create_app
 from herald.engine import Engine
+from herald.httpserver import server_options
 from tests import pg
 from tests.conftest import AUTH, make_settings
 
@@ -41,23 +42,34 @@ class Running:
 
 
 @asynccontextmanager
-async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> AsyncIterator[Running]:
-    settings = make_settings(tmp_path, **overrides)
-    app = create_app(settings, deliver=deliver)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")
+async def serve_app(app: Any, port: int, settings: Any = None) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1:``port`` (with Herald's server options when
+    ``settings`` are given, as ``herald api`` runs it); yields its base URL."""
+    options = server_options(settings) if settings is not None else {}
+    options.update(host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    url = f"http://127.0.0.1:{settings.port}"
     try:
-        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
-            yield Running(client, app.state.engine, url)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> AsyncIterator[Running]:
+    settings = make_settings(tmp_path, **overrides)
+    app = create_app(settings, deliver=deliver)
+    async with (
+        serve_app(app, settings.port, settings) as url,
+        httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client,
+    ):
+        yield Running(client, app.state.engine, url)
 
 
 Serve = Callable[..., Awaitable[Running]]
@@ -74,6 +86,16 @@ def herald_store(request: pytest.FixtureRequest) -> str:
     """The store ``herald``'s instances use: SQLite unless the test is marked ``every_store``
     and this is its PostgreSQL run."""
     return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_url_for_herald(herald_store: str, tmp_path: Path) -> Any:
+    """A fresh database of the kind ``herald_store`` names, for tests that build their own app."""
+    if herald_store == "sqlite":
+        yield f"sqlite:///{tmp_path / 'own.db'}"
+        return
+    with pg.throwaway_database() as url:
+        yield url
 
 
 @pytest_asyncio.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -150,11 +151,12 @@ async def test_system_stats_shape(herald: Any) -> None:
 
 async def test_scheduled_notification_waits(herald: Any) -> None:
     async with herald() as h:
-        when = "2099-01-01T00:00:00Z"
+        later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=200)
+        when = later.strftime("%Y-%m-%dT%H:%M:%SZ")
         reply = await h.client.post("/api/notifications", json={**EMAIL, "scheduledAt": when})
         data = reply.json()["data"]
         assert reply.status_code == 201 and data["status"] == "SCHEDULED"
-        assert data["scheduledAt"] == "2099-01-01T00:00:00.000Z"
+        assert data["scheduledAt"] == when.replace("Z", ".000Z")
         await asyncio.sleep(0.2)
         again = (await h.client.get(f"/api/notifications/{data['_id']}")).json()["data"]
         assert again["notification"]["status"] == "SCHEDULED"

@@ -91,3 +91,14 @@ def test_queues_and_dlq_commands(tmp_path: Path) -> None:
     assert stats.returncode == 0 and "QUEUED" in stats.stdout
     cleaned = herald(tmp_path, "clean")
     assert cleaned.returncode == 0 and "removed 0 sent notifications" in cleaned.stdout
+
+
+def test_operator_commands_act_on_the_tenant_named(tmp_path: Path) -> None:
+    sent = herald(tmp_path, "send", "--tenant", "acme", "--to", "a@example.com", "--subject", "s",
+                  "--message", "m")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    mine = herald(tmp_path, "stats", "--tenant", "acme")
+    theirs = herald(tmp_path, "stats")
+    assert mine.returncode == theirs.returncode == 0
+    assert "total 1 " in mine.stdout and "total 0 " in theirs.stdout
+    assert "email" in herald(tmp_path, "queues", "--tenant", "acme").stdout

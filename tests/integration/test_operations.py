@@ -115,7 +115,7 @@ async def test_delay_seconds_and_cancel_before_delivery(herald: Any) -> None:
         assert (await h.client.get("/api/mailbox")).json()["data"]["messages"] == []
 
         both = await h.client.post("/api/notifications", json={
-            **EMAIL, "delaySeconds": 5, "scheduledAt": "2030-01-01T00:00:00Z"
+            **EMAIL, "delaySeconds": 5, "scheduledAt": "2026-12-31T00:00:00Z"
         })  # fmt: skip
         assert both.status_code == 422 and both.json()["errors"][0]["field"] == "delaySeconds"
         unknown = await h.client.post("/api/notifications/0123456789abcdef0123456789abcdef/cancel")

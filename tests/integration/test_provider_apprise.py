@@ -2,7 +2,10 @@
 
 The local server runs in the test's event loop, so a send that blocked the
 loop would never be answered: each delivery here also shows that Apprise's
-blocking HTTP call ran off the loop.
+blocking HTTP call ran off the loop. The server is on loopback, which the
+destination guard refuses unless ``HERALD_CHAT_ALLOW_HOSTS`` admits it, and
+``json://`` is accepted only when ``HERALD_CHAT_SCHEMES`` names it
+(tests/integration/test_destination_guard.py tests the guard itself).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ async def chat() -> AsyncIterator[tuple[FakeServer, ChatService]]:
 
 @pytest_asyncio.fixture
 async def provider(tmp_path: Path) -> AsyncIterator[AppriseProvider]:
-    made = AppriseProvider(make_settings(tmp_path), cast(Store, None))
+    settings = make_settings(tmp_path, chat_schemes=["json", "slack"], chat_allow_hosts="127.0.0.1")
+    made = AppriseProvider(settings, cast(Store, None))
     yield made
     await made.close()
 
@@ -116,10 +120,7 @@ async def test_a_failed_delivery_is_transient_and_says_why(
     assert "json://" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    "recipient",
-    ["nosuchservice://token/abc", "json://", "slack://not-enough-tokens"],
-)
+@pytest.mark.parametrize("recipient", ["json://", "slack://not-enough-tokens"])
 async def test_a_url_apprise_cannot_use_is_permanent(
     provider: AppriseProvider, recipient: str
 ) -> None:
@@ -127,3 +128,8 @@ async def test_a_url_apprise_cannot_use_is_permanent(
 
     with pytest.raises(PermanentError, match=f"this {scheme}:// URL"):
         await provider.send(note(recipient))
+
+
+async def test_a_service_not_accepted_is_permanent(provider: AppriseProvider) -> None:
+    with pytest.raises(PermanentError, match="nosuchservice:// is not an accepted chat service"):
+        await provider.send(note("nosuchservice://token/abc"))

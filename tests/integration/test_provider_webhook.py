@@ -24,6 +24,7 @@ from typing import Any, cast
 import anyio
 import pytest
 import pytest_asyncio
+import structlog
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from herald.errors import ConfigError, PermanentError, TransientError, UnregisteredRecipient
@@ -402,12 +403,18 @@ async def test_a_name_resolving_to_loopback_is_refused(
 ) -> None:
     Resolver(monkeypatch, {"hooks.example.com": ["127.0.0.1"]})
 
-    with pytest.raises(PermanentError, match=r"hooks.example.com \(127.0.0.1\): loopback"):
+    with (
+        structlog.testing.capture_logs() as logged,
+        pytest.raises(PermanentError, match=r"cannot reach hooks\.example\.com: ") as caught,
+    ):
         await provider(webhook_allow_hosts="").send(
             hook(f"http://hooks.example.com:{listener.port}/")
         )
 
     assert connects == [] and listener.accepted == 0
+    assert "127.0.0.1" not in str(caught.value), "the caller learns nothing of the address"
+    [refused] = [e for e in logged if e["event"] == "webhook_destination_refused"]
+    assert "hooks.example.com (127.0.0.1): loopback" in refused["reason"]
 
 
 async def test_one_private_answer_among_public_ones_is_refused(
@@ -415,10 +422,12 @@ async def test_one_private_answer_among_public_ones_is_refused(
 ) -> None:
     Resolver(monkeypatch, {"mixed.example.com": ["93.184.215.14", "10.1.2.3"]})
 
-    with pytest.raises(PermanentError, match=r"10\.1\.2\.3.*private"):
+    with structlog.testing.capture_logs() as logged, pytest.raises(PermanentError):
         await provider().send(hook("http://mixed.example.com/"))
 
     assert connects == []
+    [refused] = [e for e in logged if e["event"] == "webhook_destination_refused"]
+    assert "10.1.2.3): private" in refused["reason"]
 
 
 async def test_an_allowed_name_is_resolved_once_and_pinned(

@@ -640,6 +640,18 @@ async def test_an_international_mailbox_needs_smtputf8(
     assert "SMTPUTF8" in envelope.mail_options
 
 
+async def test_an_international_domain_goes_as_punycode_without_smtputf8(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    plain = serve(enable_SMTPUTF8=False)
+    await provider(plain.port).send(mail(recipient="ada@münchen.de"))
+
+    [envelope] = plain.recorder.received
+    assert envelope.rcpt_tos == ["ada@xn--mnchen-3ya.de"]
+    assert "SMTPUTF8" not in envelope.mail_options
+    assert plain.recorder.parsed()["To"] == "ada@xn--mnchen-3ya.de"
+
+
 def test_a_sender_that_cannot_be_used_fails_at_start(provider: ProviderFactory) -> None:
     with pytest.raises(ConfigError, match="HERALD_SMTP_FROM"):
         provider(free_port(), smtp_from="Herald <no reply@example.com>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -111,7 +112,8 @@ def test_html_only_for_email() -> None:
 
 
 def test_naive_schedule_is_taken_as_utc() -> None:
-    body = NotificationIn.model_validate({**GOOD, "scheduledAt": "2030-01-01T00:00:00"})
+    soon = (datetime.now(UTC) + timedelta(days=30)).replace(tzinfo=None, microsecond=0)
+    body = NotificationIn.model_validate({**GOOD, "scheduledAt": soon.isoformat()})
     assert body.scheduledAt is not None and body.scheduledAt.utcoffset() is not None
 
 

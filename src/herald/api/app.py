@@ -19,14 +19,17 @@ from . import (
     dlq,
     docs,
     errors,
+    etag,
     guard,
     idempotency,
     ingest,
+    keys,
     notifications,
     notify,
     providers,
     queues,
     system,
+    validation,
 )
 from .credentials import Budgets, KeyRing, first_start
 from .event_types import router as event_types_router
@@ -59,9 +62,18 @@ class HeraldAPI(FastAPI):
             await self._front(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, deliver: bool = True) -> FastAPI:
-    """Herald's HTTP app; ``deliver`` runs the delivery worker in the same process."""
+def create_app(
+    settings: Settings | None = None, *, deliver: bool = True, fast_path: bool = True
+) -> FastAPI:
+    """Herald's HTTP app; ``deliver`` runs the delivery worker in the same process.
+
+    ``fast_path=False`` leaves the ingest fast path out, so the framework's route
+    serves ``POST /api/notifications``: the tests compare the two doors that way.
+    """
     settings = settings or Settings()
+    validation.schedule_days = settings.max_schedule_days
+    validation.allow_mixed_script = settings.allow_mixed_script
+    validation.chat_schemes = frozenset(s.lower() for s in settings.chat_schemes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,9 +84,11 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
         app.state.budgets = Budgets(engine.store)
         app.state.sessions = Sessions(engine.store, settings)
         await first_start(engine.store, settings)
+        engine.admission.start()
         try:
             yield
         finally:
+            await engine.admission.stop()
             await engine.stop()
 
     app = HeraldAPI(
@@ -94,6 +108,7 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     app.include_router(queues.router)
     app.include_router(dlq.router)
     app.include_router(providers.router)
+    app.include_router(keys.router)
     app.include_router(templates_router)
     app.include_router(events_router)
     app.include_router(event_types_router)
@@ -105,6 +120,7 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     docs.install(app)
     authz.verify(app)
     max_bytes, instance = settings.max_body_bytes, settings.instance
+    app.add_middleware(etag.ETags)  # innermost: it tags what the routes answer
     app.add_middleware(
         idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours
     )
@@ -112,7 +128,9 @@ def create_app(settings: Settings | None = None, *, deliver: bool = True) -> Fas
     # Outermost: the guard, then the ingest hot path, which skips every other layer.
     app.put_in_front(
         lambda rest: guard.Guard(
-            ingest.IngestFastPath(rest, state_holder=app, max_bytes=max_bytes, instance=instance),
+            ingest.IngestFastPath(rest, state_holder=app, max_bytes=max_bytes, instance=instance)
+            if fast_path
+            else rest,
             settings,
             state_holder=app,
         )

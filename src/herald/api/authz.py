@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import structlog
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Mount
 
 from ..access import Principal, Scope
+
+log = structlog.get_logger("herald.audit")
 
 #: Routes anyone may call, by method and path: the one place they are listed.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -79,6 +82,13 @@ def actor_of(request: Request) -> str:
     return principal(request).actor
 
 
+def record(request: Request, action: str, **target: Any) -> None:
+    """Log an operator's change under the authenticated caller's name (never a header's)."""
+    caller = principal(request)
+    log.info("operator_action", action=action, actor=caller.actor, tenant=caller.tenant_id,
+             **target)  # fmt: skip
+
+
 def route_scope(route: BaseRoute) -> Scope | None:
     """The scope a route declared with ``requires``, or None."""
     if not isinstance(route, APIRoute):
@@ -90,12 +100,17 @@ def route_scope(route: BaseRoute) -> Scope | None:
 
 
 def endpoints(app: FastAPI) -> Iterator[tuple[str, str, BaseRoute]]:
-    """Every (method, path, route) the app serves, mounts excluded."""
-    for route in app.routes:
-        if isinstance(route, Mount):
+    """Every (method, path, route) the app serves, through included routers; mounts excluded.
+
+    FastAPI keeps included routers as lazy branches of ``app.routes``;
+    ``iter_route_contexts`` walks them to the routes with their full paths.
+    """
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, Mount) or context.path is None:
             continue
-        for method in sorted(getattr(route, "methods", None) or ()):
-            yield method, getattr(route, "path", ""), route
+        for method in sorted(context.methods or ()):
+            yield method, context.path, route
 
 
 def verify(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json
 
 from ..access import Scope
+from ..models import Priority
 from ..store.base import Created
 from .authz import requires, tenant_of
 from .errors import validation_body
@@ -118,7 +119,9 @@ async def create_bulk(
         )
         return JSONBody({"success": False, "message": message, "errors": [], "data": results},
                         status_code=422)  # fmt: skip
-    store = request.app.state.engine.store
+    engine = request.app.state.engine
+    engine.admission.check([Priority[b.priority] for b in valid.values()])
+    store = engine.store
     created = await store.create_many([to_new(b, tenant_of(request)) for b in valid.values()])
     accepted = dict(zip(valid, created, strict=True))
     data = _results(accepted, rejected, atomic)

@@ -7,6 +7,8 @@ routes that need ``read`` (a key, or a dashboard session in a browser).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -17,6 +19,23 @@ from .json import JSONBody
 
 
 def install(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def with_security() -> dict[str, Any]:
+        """The document, saying how to authenticate (Swagger UI's Authorize button)."""
+        document = generate()
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer",
+                             "description": "An API key: `Authorization: Bearer hk_…`"}  # fmt: skip
+        schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        document["security"] = [{"bearer": []}, {"apiKey": []}]
+        health = document.get("paths", {}).get("/api/health", {}).get("get")
+        if health is not None:
+            health["security"] = []  # the one public route
+        return document
+
+    app.openapi = with_security  # type: ignore[method-assign]
+
     async def openapi(request: Request) -> JSONBody:
         return JSONBody(app.openapi())
 

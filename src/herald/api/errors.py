@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
-from ..errors import StoreUnavailable, Unstorable
+from ..errors import Overloaded, StoreUnavailable, Unstorable
 from .json import JSONBody
 
 log = structlog.get_logger("herald.api")
@@ -57,6 +57,10 @@ UNSTORABLE = {
 }
 
 
+def overloaded_body(exc: Overloaded) -> dict[str, Any]:
+    return {"success": False, "message": str(exc), "errors": []}
+
+
 def too_large_body(max_bytes: int) -> dict[str, Any]:
     return {"success": False, "message": f"Request body exceeds {max_bytes} bytes.", "errors": []}
 
@@ -93,6 +97,12 @@ async def _unstorable(request: Request, exc: Exception) -> JSONBody:
     return JSONBody(UNSTORABLE, status_code=422)
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, Overloaded)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return JSONBody(overloaded_body(exc), status_code=503, headers=headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONBody:
     log.exception("request_failed", path=request.url.path)
     return JSONBody(INTERNAL, status_code=500)
@@ -103,6 +113,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(StoreUnavailable, _unavailable)
     app.add_exception_handler(Unstorable, _unstorable)
+    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -122,10 +133,21 @@ class BodyLimitAndIdentity:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        sized = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await self._too_large(send)
+                    return
+                sized = True
+        if not sized and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A streamed body's size shows only as it arrives: read it (up to the limit)
+            # before the app, whose body parser would turn a refusal mid-read into a 400.
+            buffered = await self._buffer(receive)
+            if buffered is None:
                 await self._too_large(send)
                 return
+            receive = _replay(buffered, receive)
         seen = 0
         started = False
         clock = time.perf_counter()
@@ -158,6 +180,21 @@ class BodyLimitAndIdentity:
             route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             metrics.observe_http(scope["method"], route, status, clock)
 
+    async def _buffer(self, receive: Receive) -> list[Message] | None:
+        """The body's messages, or None once they pass ``max_bytes``."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
     async def _too_large(self, send: Send) -> None:
         response = JSONBody(too_large_body(self.max_bytes), status_code=413)
         await send({"type": "http.response.start", "status": 413,
@@ -167,3 +204,12 @@ class BodyLimitAndIdentity:
 
 class _TooLarge(Exception):
     pass
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

@@ -17,7 +17,7 @@ from .. import events as kinds
 from ..access import Scope
 from ..events import BuiltinEventType, EventType, EventTypeExists
 from . import eventviews as views
-from .authz import requires, tenant_of
+from .authz import record, requires, tenant_of
 from .events import event_types
 from .eventschemas import (
     EventTypeBody,
@@ -74,7 +74,7 @@ async def create_event_type(body: EventTypeIn, request: Request) -> JSONBody:
         )
     except REFUSED as exc:
         return refusal(exc)
-    log.info("event_type_saved", name=saved.name, targets=len(saved.targets))
+    record(request, "event_type_created", event_type=saved.name, targets=len(saved.targets))
     return ok(views.event_type(saved), "Event type created", status=201)
 
 
@@ -108,7 +108,7 @@ async def put_event_type(name: TypeName, body: EventTypeBody, request: Request) 
         )
     except REFUSED as exc:
         return refusal(exc)
-    log.info("event_type_saved", name=saved.name, targets=len(saved.targets))
+    record(request, "event_type_replaced", event_type=saved.name, targets=len(saved.targets))
     return ok(views.event_type(saved), f"Event type {name!r} replaced")
 
 
@@ -121,6 +121,7 @@ async def put_event_type(name: TypeName, body: EventTypeBody, request: Request) 
 )
 async def delete_event_type(name: TypeName, request: Request) -> JSONBody:
     deleted = await request.app.state.engine.store.delete_event_type(tenant_of(request), name)
+    record(request, "event_type_deleted", event_type=name, deleted=deleted)
     now = (await event_types(request)).get(name)
     if not deleted:
         if now is not None:
@@ -128,6 +129,5 @@ async def delete_event_type(name: TypeName, request: Request) -> JSONBody:
                 BuiltinEventType(f"event type {name!r} is {now.source}; it cannot be deleted")
             )
         raise HTTPException(404, f"No event type {name!r}")
-    log.info("event_type_deleted", name=name)
     data: dict[str, Any] = {"name": name, "now": views.event_type(now) if now else None}
     return ok(data, f"Event type {name!r} deleted")

@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException
 from .. import events as kinds
 from ..access import Scope
 from ..events import EventFilter, EventRecord, EventType, UnknownEventType
-from ..fanout import fan_out
+from ..fanout import plan_event, render_plan
 from ..models import Notification, Page
+from ..sandbox import Budget
 from ..templates import merged, normalize_locale
 from . import eventviews as views
 from . import present
@@ -59,8 +60,9 @@ async def submit(
     names = sorted({t.template for t in event_type.targets})
     stored = await asyncio.gather(*(engine.store.templates(tenant_of(request), n) for n in names))
     templates = {name: merged(found, name) for name, found in zip(names, stored, strict=True)}
-    prepared = await asyncio.to_thread(
-        lambda: fan_out(
+    budget = Budget.of(engine.settings)
+    plan = await asyncio.to_thread(
+        lambda: plan_event(
             event_type,
             tenant_id=tenant_of(request),
             data=data,
@@ -68,8 +70,11 @@ async def submit(
             locale=chosen_locale,
             templates=templates,
             links_base=engine.settings.public_url or str(request.base_url),
-        )
+        ).render_builtins(budget)
     )
+    # Stored templates render in the render processes; waiting for them holds no thread.
+    prepared = await render_plan(plan, budget)
+    engine.admission.check([item.priority for item in prepared.items])
     event, notes = await engine.store.create_event(prepared.event, prepared.items)
     log.info("event_accepted", event_id=event.id, type=event.type, notifications=len(notes))
     return event, notes

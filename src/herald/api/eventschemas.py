@@ -7,16 +7,19 @@ against them. The seed routes' bodies are in ``seedschemas.py``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..models import Channel
 from ..templates import NAME
+from . import validation
 from .schemas import Pagination, PriorityName, StatusName
 
 NamePattern = NAME.pattern
+#: Event data: any JSON object, but only JSON (no NaN or Infinity).
+JsonData = Annotated[dict[str, Any], AfterValidator(validation.finite_json)]
 
 
 class Storable(BaseModel):
@@ -70,7 +73,7 @@ class RenderIn(Storable):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonData = Field(default_factory=dict)
     channel: Channel = Channel.EMAIL
     locale: str = Field("en", min_length=2, max_length=35)
     version: int | None = Field(None, ge=1, le=1_000_000_000)
@@ -222,7 +225,7 @@ class EventIn(Storable):
         None, max_length=4096, description="Default recipient; unset: `data.email`."
     )
     locale: str | None = Field(None, min_length=2, max_length=35)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonData = Field(default_factory=dict)
 
 
 class EventOut(BaseModel):

@@ -16,8 +16,14 @@ framework's routes), so they cannot differ in what they let through:
 4. The key's request budget (``credentials.Budgets``), or 429 with
    ``Retry-After`` and the IETF draft's ``RateLimit-Policy``/``RateLimit``;
    callers without a valid credential spend a budget per client address.
-5. Every answer gets ``nosniff``, a referrer policy and anti-framing headers;
-   JSON above 1 KiB is gzip-compressed for clients that accept it.
+5. A body sent to the JSON API (POST, PUT, PATCH under ``/api/``) must say it
+   is JSON (``application/json`` or ``application/<x>+json``), or 415; a
+   request with neither body nor Content-Type passes (``curl -X POST``). Size
+   is judged before type: an oversized body is a 413 whatever it claims to be,
+   as it is on both doors.
+6. Every answer gets ``nosniff``, a referrer policy and anti-framing headers;
+   JSON above 1 KiB is gzip-compressed for clients that accept it (an ETag on
+   a compressed answer is made weak: a strong one names one byte sequence).
 
 Written as one class rather than a stack of middleware because it sits on the
 ingest hot path: each extra layer is a few microseconds on every request.
@@ -36,13 +42,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..access import Principal, parse_rate
+from ..access import Principal, check_tenant, parse_rate
 from ..access import Scope as Permission
 from ..config import Settings
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT
 from .authz import is_public
-from .errors import UNAVAILABLE
+from .errors import UNAVAILABLE, too_large_body
 
 log = structlog.get_logger("herald.api")
 
@@ -57,14 +63,18 @@ DASHBOARD = "/dashboard"
 LOGIN = "/dashboard/login"
 #: Routes a dashboard session may call besides the dashboard's own pages.
 SESSION_PATHS = ("/docs", "/openapi.json")
+#: Methods whose body the JSON API reads, and the media type it must have.
+WRITES = frozenset({"POST", "PUT", "PATCH"})
+JSON = b"application/json"
+VARY_ORIGIN = (b"vary", b"Origin")
 #: The caller when HERALD_AUTH=off (local experiments only, loopback only).
 NOBODY = Principal(DEFAULT_TENANT, frozenset({Permission.ADMIN}), "anonymous")
 
 Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 
 
-def _body(message: str) -> bytes:
-    return orjson.dumps({"success": False, "message": message, "errors": []})
+def _body(message: str, errors: list[dict[str, str]] | None = None) -> bytes:
+    return orjson.dumps({"success": False, "message": message, "errors": errors or []})
 
 
 class Guard:
@@ -75,6 +85,7 @@ class Guard:
         self.hosts = settings.hosts()
         self.any_host = "*" in self.hosts
         self.identity = (b"x-herald-instance", settings.instance.encode())
+        self.max_bytes = settings.max_body_bytes
         self.anonymous_rate = parse_rate(settings.anonymous_rate_limit)
         self.gzip = GZipMiddleware(app, minimum_size=1024)
         self.cors: ASGIApp | None = None
@@ -99,8 +110,14 @@ class Guard:
                 host = value
             elif name == b"origin":
                 origin = value
-        send = _secured(send, self.identity)
-        if not self.any_host and _hostname(host) not in self.hosts:
+        # No Host at all is an HTTP/1.0 client such as a health checker: browsers always
+        # send one, so its absence cannot be a DNS-rebinding page.
+        foreign = not self.any_host and host is not None and _hostname(host) not in self.hosts
+        # With CORS on every answer varies by Origin; Starlette's middleware says so on
+        # those it sees, this on the rest (no Origin, or refused before it).
+        vary = self.cors is not None and (origin is None or foreign)
+        send = _secured(send, self.identity, vary)
+        if foreign:
             shown = (host or b"").decode("latin-1")[:100]
             await _answer(send, 400, f"Host {shown!r} is not one this server answers to.")
             return
@@ -111,9 +128,32 @@ class Guard:
 
     async def _protected(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
+        # One pass over the headers for all that follows: it runs on every request.
+        secret = header_key = cookie = tenant = kind = length = None
+        zipped = chunked = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, rest = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    secret = rest
+            elif name == b"content-type":
+                kind = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"accept-encoding":
+                zipped = b"gzip" in value
+            elif name == b"x-api-key":
+                header_key = value
+            elif name == b"cookie":
+                cookie = value
+            elif name == TENANT_HEADER:
+                tenant = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if not is_public(method, path):
             try:
-                refusal = await self._authenticate(scope)
+                # Authorization wins when a client sends both (a generated client may).
+                refusal = await self._authenticate(scope, secret or header_key, cookie, tenant)
             except StoreUnavailable as exc:
                 log.warning("store_unavailable", path=path, error=str(exc))
                 await _raw(
@@ -131,28 +171,51 @@ class Guard:
                     return
                 await _answer(send, status, message, headers)
                 return
-        for name, value in scope["headers"]:
-            if name == b"accept-encoding":
-                if b"gzip" in value:
-                    await self.gzip(scope, receive, send)
-                    return
-                break
-        await self.app(scope, receive, send)
+        if (
+            kind != JSON
+            and (kind is not None or chunked or (length is not None and length.strip(b"0")))
+            and method in WRITES
+            and path.startswith("/api/")
+            and not _is_json(kind)
+        ):
+            await self._not_json(receive, send, kind, length)
+        elif zipped:
+            await self.gzip(scope, receive, _weakened(send) if method == "GET" else send)
+        else:
+            await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope) -> Refusal | None:
-        """Put the caller in ``scope["state"]``; or say why not."""
-        secret = cookie = tenant = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                kind, _, rest = value.partition(b" ")
-                if kind.lower() == b"bearer":
-                    secret = rest.strip().decode("latin-1")
-            elif name == b"x-api-key":
-                secret = value.strip().decode("latin-1")
-            elif name == b"cookie":
-                cookie = value
-            elif name == TENANT_HEADER:
-                tenant = value.decode("latin-1")
+    async def _not_json(self, receive: Receive, send: Send, kind: bytes | None,
+                        length: bytes | None) -> None:  # fmt: skip
+        """415 for a body that is not JSON; 413 first if it is too large for any type."""
+        large = length is not None and (not length.isdigit() or int(length) > self.max_bytes)
+        if length is None:  # chunked: only reading it tells its size
+            size, more = 0, True
+            while more and not large:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                size += len(message.get("body", b""))
+                large = size > self.max_bytes
+                more = message.get("more_body", False)
+        if large:
+            body = orjson.dumps(too_large_body(self.max_bytes))
+            await _raw(send, 413, body, [(b"content-type", b"application/json")])
+            return
+        shown = "is missing" if kind is None else (
+            f"{kind.decode('latin-1')[:100]!r} is not application/json or application/*+json"
+        )  # fmt: skip
+        await _answer(send, 415, "The request body must be JSON (Content-Type: application/json).",
+                      errors=[{"field": "headers.content-type", "message": shown}])  # fmt: skip
+
+    async def _authenticate(self, scope: Scope, presented: bytes | None, cookie: bytes | None,
+                            acting: bytes | None) -> Refusal | None:  # fmt: skip
+        """Put the caller in ``scope["state"]``; or say why not.
+
+        ``presented`` is the key sent (Bearer, else X-API-Key),
+        ``acting`` the X-Herald-Tenant header, as ``_protected`` found them.
+        """
+        secret = presented.strip().decode("latin-1") if presented is not None else None
+        tenant = acting.decode("latin-1") if acting is not None else None
         engine = self.state_holder.state
         caller: Principal | None = None
         csrf = None
@@ -181,8 +244,10 @@ class Guard:
         if tenant is not None and tenant != caller.tenant_id:
             if not caller.allows(Permission.ADMIN):
                 return 403, "X-Herald-Tenant needs a credential with the 'admin' scope.", []
-            if not (0 < len(tenant) <= 100):
-                return 400, "X-Herald-Tenant must be 1 to 100 characters.", []
+            try:
+                check_tenant(tenant)
+            except ValueError as exc:
+                return 400, f"X-Herald-Tenant: {exc}.", []
             caller = caller.acting_for(tenant)
         if caller.key_id is not None and caller.rate is not None:
             wait = await engine.budgets.spend(f"key:{caller.key_id}", caller.rate)
@@ -208,7 +273,7 @@ def _too_many(wait: float, limit: int, period: float) -> Refusal:
     )
 
 
-def _secured(send: Send, identity: tuple[bytes, bytes]) -> Send:
+def _secured(send: Send, identity: tuple[bytes, bytes], vary_origin: bool) -> Send:
     async def secured(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
@@ -218,10 +283,40 @@ def _secured(send: Send, identity: tuple[bytes, bytes]) -> Send:
                 headers.append(FRAME_POLICY)
             if identity[0] not in present:
                 headers.append(identity)
+            if vary_origin:
+                headers.append(VARY_ORIGIN)
             message["headers"] = headers
         await send(message)
 
     return secured
+
+
+def _weakened(send: Send) -> Send:
+    """Make a compressed answer's ETag weak (RFC 9110 8.8.3.3): ``"abc"`` → ``W/"abc"``."""
+
+    async def weakened(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            if any(name == b"content-encoding" for name, _ in headers):
+                message["headers"] = [
+                    (name, b"W/" + value if name == b"etag" and value[:1] == b'"' else value)
+                    for name, value in headers
+                ]
+        await send(message)
+
+    return weakened
+
+
+def _is_json(kind: bytes | None) -> bool:
+    """``application/json`` or ``application/<x>+json``, any parameters, any case."""
+    if kind is None:
+        return False
+    media = kind.partition(b";")[0].strip().lower()
+    return media == JSON or (
+        media.startswith(b"application/")
+        and media.endswith(b"+json")
+        and len(media) > len(b"application/+json")
+    )
 
 
 def _hostname(host: bytes | None) -> str | None:
@@ -263,9 +358,10 @@ def _path_and_query(scope: Scope) -> str:
 
 
 async def _answer(send: Send, status: int, message: str,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:  # fmt: skip
-    await _raw(send, status, _body(message), [(b"content-type", b"application/json"),
-                                                *(headers or [])])  # fmt: skip
+                  headers: list[tuple[bytes, bytes]] | None = None,
+                  errors: list[dict[str, str]] | None = None) -> None:  # fmt: skip
+    await _raw(send, status, _body(message, errors), [(b"content-type", b"application/json"),
+                                                        *(headers or [])])  # fmt: skip
 
 
 async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

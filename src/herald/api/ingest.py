@@ -5,7 +5,11 @@ route documents it in OpenAPI and serves it when the fast path is off, and
 ``IngestFastPath`` serves ``POST /api/notifications`` as a bare ASGI
 endpoint, skipping the framework's per-request machinery (dependency
 resolution, exception middleware, request objects), which measured at about
-half the CPU time of a request. Both produce byte-identical answers.
+half the CPU time of a request. Both produce byte-identical answers: the
+fast path answers only what it stores (and a body too large to read); a body
+that fails validation goes on to the framework's route, which words every
+refusal, since FastAPI parses JSON and words errors its own way
+(``tests/integration/test_two_doors.py`` holds the doors to this).
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Receive, Send
+from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from .. import metrics
 from ..access import Scope
-from ..errors import StoreUnavailable, Unstorable
+from ..errors import Overloaded, StoreUnavailable, Unstorable
 from ..models import NewNotification, Priority, Status
 from . import present
-from .errors import INTERNAL, UNAVAILABLE, UNSTORABLE, log, validation_body
+from .errors import INTERNAL, UNAVAILABLE, UNSTORABLE, log, overloaded_body
 from .errors import too_large_body as _too_large
 from .schemas import NotificationIn
 
@@ -52,6 +56,7 @@ async def accept(
     engine: Any, body: NotificationIn, tenant_id: str, idempotency_key: str | None
 ) -> dict[str, Any]:
     """Store ``body``; the answer's envelope once the commit holding it is done."""
+    engine.admission.check((Priority[body.priority],))
     [stored] = await engine.store.create([to_new(body, tenant_id, idempotency_key)])
     message = (
         "Notification scheduled successfully"
@@ -104,7 +109,13 @@ class IngestFastPath:
             chunks.append(chunk)
             more = message.get("more_body", False)
         else:
-            status, body, headers = await self._handle(b"".join(chunks), caller.tenant_id)
+            raw = b"".join(chunks)
+            try:
+                payload = NotificationIn.model_validate_json(raw)
+            except ValidationError:
+                await self.app(scope, _replayed(raw, receive), send)  # the framework refuses it
+                return
+            status, body, headers = await self._handle(payload, caller.tenant_id)
         headers += [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -114,13 +125,10 @@ class IngestFastPath:
         await send({"type": "http.response.body", "body": body})
         metrics.observe_http("POST", PATH, status, clock)
 
-    async def _handle(self, raw: bytes, tenant_id: str) -> tuple[int, bytes, list[Any]]:
+    async def _handle(
+        self, payload: NotificationIn, tenant_id: str
+    ) -> tuple[int, bytes, list[Any]]:
         headers: list[tuple[bytes, bytes]] = []
-        try:
-            payload = NotificationIn.model_validate_json(raw)
-        except ValidationError as exc:
-            status, envelope = validation_body(exc.errors())
-            return status, orjson.dumps(envelope), headers
         try:
             envelope = await accept(self.state_holder.state.engine, payload, tenant_id, None)
         except StoreUnavailable as exc:
@@ -129,7 +137,24 @@ class IngestFastPath:
             return 503, orjson.dumps(UNAVAILABLE), headers
         except Unstorable:
             return 422, orjson.dumps(UNSTORABLE), headers
+        except Overloaded as exc:
+            headers.append((b"retry-after", str(exc.retry_after).encode()))
+            return 503, orjson.dumps(overloaded_body(exc)), headers
         except Exception:
             log.exception("request_failed", path=PATH)
             return 500, orjson.dumps(INTERNAL), headers
         return 201, orjson.dumps(envelope), headers
+
+
+def _replayed(raw: bytes, receive: Receive) -> Receive:
+    """``receive`` for an app called after the body was read: the body, then the client's."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -11,7 +11,7 @@ from ..access import Scope
 from ..models import Channel, Priority, Status
 from ..store.base import ListFilter
 from . import present
-from .authz import requires, tenant_of
+from .authz import actor_of, record, requires, tenant_of
 from .ingest import accept
 from .json import JSONBody
 from .schemas import (
@@ -124,7 +124,7 @@ async def list_notifications(
 )
 async def cancel_notification(notification_id: str, request: Request) -> JSONBody:
     engine = _engine(request)
-    cancelled = await engine.store.cancel(tenant_of(request), notification_id)
+    cancelled = await engine.store.cancel(tenant_of(request), notification_id, actor_of(request))
     found = await engine.store.get(tenant_of(request), notification_id)
     if found is None:
         raise HTTPException(404, f"Notification {notification_id!r} not found")
@@ -136,3 +136,26 @@ async def cancel_notification(notification_id: str, request: Request) -> JSONBod
         )
     data = present.notification(found, engine.max_attempts)
     return JSONBody({"success": True, "data": data, "message": "Notification cancelled"})
+
+
+@router.delete(
+    "/{notification_id}",
+    dependencies=[requires(Scope.MANAGE)],
+    response_model=Envelope[None],
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: ERRORS[503]},
+    summary="Delete a sent, failed or cancelled notification and its history",
+)
+async def delete_notification(notification_id: str, request: Request) -> JSONBody:
+    store = _engine(request).store
+    tenant = tenant_of(request)
+    if not await store.delete_final(tenant, notification_id):
+        found = await store.get(tenant, notification_id)
+        if found is None:
+            raise HTTPException(404, f"Notification {notification_id!r} not found")
+        raise HTTPException(
+            409,
+            f"Notification {notification_id!r} is {found.status.value}; only SENT, FAILED and "
+            "CANCELLED notifications can be deleted (cancel it first)",
+        )
+    record(request, "notification_deleted", notification_id=notification_id)
+    return JSONBody({"success": True, "data": None, "message": "Notification deleted"})

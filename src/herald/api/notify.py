@@ -79,5 +79,6 @@ async def notify(body: NotifyIn, request: Request) -> JSONBody:
         subject=body.subject,
         tenant_id=tenant_of(request),
     )
+    request.app.state.engine.admission.check((item.priority,))
     [stored] = await request.app.state.engine.store.create([item])
     return JSONBody({"status": "queued", "messageId": stored.id}, status_code=202)

@@ -1,4 +1,10 @@
-"""Domain values to JSON-ready dicts, in the seeds' field names (see schemas.py)."""
+"""Domain values to JSON-ready dicts, in the seeds' field names (see schemas.py).
+
+Credentials in URLs (a chat URL's ``user:password@``, a status callback's, one
+quoted in an error or a callback's event) are shown as ``user:****@`` in every
+answer and on the dashboard, which presents through here; the store keeps them,
+since delivery needs them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..models import AuditEntry, MailboxMessage, Notification, Page, QueueCounts, Stats
+from ..providers.ssrf import mask_credentials
 
 _iso_second = (-1, "")  # the last whole second formatted, and its text
 
@@ -18,7 +25,7 @@ def iso(ts: float | None) -> str | None:
     and formatting through ``datetime`` was a few per cent of the ingest path.
     """
     global _iso_second
-    if ts is None:
+    if ts is None or not math.isfinite(ts):
         return None
     # As datetime.fromtimestamp does: round the fraction to the microsecond
     # (carrying into the second), then cut to the millisecond.
@@ -28,7 +35,10 @@ def iso(ts: float | None) -> str | None:
         second, micros = divmod(second * 1_000_000 + micros, 1_000_000)
     cached, text = _iso_second
     if second != cached:
-        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        try:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        except (OverflowError, ValueError, OSError):
+            return None  # a time no calendar holds (stored before it was refused): never a 500
         _iso_second = (second, text)
     return f"{text}.{micros // 1000:03d}Z"
 
@@ -39,33 +49,46 @@ def iso(ts: float | None) -> str | None:
 CONCEALED = "[redacted: contains a secret]"
 
 
+def masked(value: Any) -> Any:
+    """``value`` (JSON) with URL credentials masked in every string; itself when there are none."""
+    if isinstance(value, str):
+        return mask_credentials(value)
+    if isinstance(value, dict):
+        shown = {key: masked(item) for key, item in value.items()}
+        return value if all(shown[key] is value[key] for key in value) else shown
+    if isinstance(value, list):
+        items = [masked(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
     hide = n.metadata.get("sensitive") is True
     return {
         "_id": n.id,
         "id": n.id,
         "type": n.channel.value,
-        "recipient": n.recipient,
+        "recipient": mask_credentials(n.recipient),
         "subject": n.subject,
-        "message": CONCEALED if hide else n.body,
-        "html": CONCEALED if hide and n.html is not None else n.html,
+        "message": CONCEALED if hide else mask_credentials(n.body),
+        "html": CONCEALED if hide and n.html is not None else masked(n.html),
         "status": n.status.value,
         "priority": n.priority.name,
         "queue": n.queue,
         "attempts": n.attempts,
         "retryCount": max(0, n.attempts - 1),
         "maxRetries": max_attempts - 1,
-        "metadata": n.metadata,
+        "metadata": masked(n.metadata),
         "scheduledAt": iso(n.scheduled_at),
         "sentAt": iso(n.sent_at),
         "failedAt": iso(n.failed_at),
-        "error": n.last_error,
+        "error": masked(n.last_error),
         "provider": n.provider,
         "providerMessageId": n.provider_message_id,
         "processingTimeMs": None if n.processing_ms is None else round(n.processing_ms, 3),
         "createdAt": iso(n.created_at),
         "updatedAt": iso(n.updated_at),
-        "callbackUrl": n.callback_url,
+        "callbackUrl": masked(n.callback_url),
     }
 
 
@@ -74,9 +97,9 @@ def log_entry(entry: AuditEntry) -> dict[str, Any]:
         "_id": entry.id,
         "notificationId": entry.notification_id,
         "status": entry.status.value,
-        "message": entry.message,
+        "message": mask_credentials(entry.message),
         "timestamp": iso(entry.at),
-        "metadata": entry.metadata,
+        "metadata": masked(entry.metadata),
     }
 
 
@@ -98,10 +121,10 @@ def mailbox_item(m: MailboxMessage, sensitive: bool = False) -> dict[str, Any]:
         "id": m.id,
         "notificationId": m.notification_id,
         "type": m.channel.value,
-        "recipient": m.recipient,
+        "recipient": mask_credentials(m.recipient),
         "subject": m.subject,
-        "message": CONCEALED if sensitive else m.body,
-        "html": CONCEALED if sensitive and m.html is not None else m.html,
+        "message": CONCEALED if sensitive else mask_credentials(m.body),
+        "html": CONCEALED if sensitive and m.html is not None else masked(m.html),
         "receivedAt": iso(m.at),
     }
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from ..access import Scope
 from ..models import ALL_QUEUES, canonical_queue
 from . import present
-from .authz import requires, tenant_of
+from .authz import record, requires, tenant_of
 from .json import JSONBody
 from .schemas import Envelope, ErrorBody, SystemStats
 
@@ -74,6 +74,7 @@ async def _set_paused(request: Request, name: str, paused: bool) -> JSONBody:
         known = ", ".join(("mail", *ALL_QUEUES))
         raise HTTPException(404, f"Unknown queue {name!r}; known queues: {known}")
     await request.app.state.engine.store.set_paused(queue, paused)
+    record(request, "queue_paused" if paused else "queue_resumed", queue=queue)
     word = "paused" if paused else "resumed"
     body: dict[str, Any] = {"queue": queue, "paused": paused}
     return JSONBody({"success": True, "data": body, "message": f"Queue {queue} {word}"})

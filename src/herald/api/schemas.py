@@ -106,6 +106,7 @@ class NotificationIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        validation.finite_json(value)
         try:
             orjson.dumps(value)
         except TypeError as exc:  # integers beyond 64 bits, mostly
@@ -116,8 +117,8 @@ class NotificationIn(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+            value = value.replace(tzinfo=UTC)
+        return None if value is None else validation.schedule(value)
 
     @field_validator("callbackUrl")
     @classmethod
@@ -208,7 +209,7 @@ class SystemStats(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["healthy", "unhealthy"]
+    status: Literal["healthy", "degraded", "unhealthy"]
     timestamp: str
     services: dict[str, str]
     uptime: float

@@ -25,8 +25,10 @@ router = APIRouter(prefix="/api", tags=["system"])
 @router.get(
     "/health",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The store cannot be reached."}},
-    summary="Liveness and store reachability (503 when the store is down)",
+    responses={
+        503: {"model": Health, "description": "The store cannot be reached or cannot commit."}
+    },
+    summary="Liveness, and whether the store answers and commits (503 when it cannot)",
 )
 async def health(request: Request) -> JSONBody:
     engine: Any = request.app.state.engine
@@ -35,6 +37,8 @@ async def health(request: Request) -> JSONBody:
         await engine.store.ping()
     except StoreUnavailable:
         services["database"] = "disconnected"
+    else:
+        services["database"] = await engine.commit_problem() or "connected"
     if engine.deliver:
         services["worker"] = "running" if engine.worker_running else "stopped"
     breakers = []
@@ -45,8 +49,12 @@ async def health(request: Request) -> JSONBody:
             continue
         services[f"provider:{b.provider}@{b.instance}"] = f"breaker {b.state}"
     healthy = services["database"] == "connected" and services.get("worker") != "stopped"
+    status = "healthy" if healthy else "unhealthy"
+    if healthy and engine.admission.shedding:
+        status = "degraded"  # still serving: HIGH and CRITICAL are taken
+        services["admission"] = engine.admission.reason()
     body = {
-        "status": "healthy" if healthy else "unhealthy",
+        "status": status,
         "timestamp": present.iso(time.time()),
         "services": services,
         "uptime": round(time.time() - engine.started_at, 3),

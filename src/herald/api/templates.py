@@ -8,7 +8,6 @@ they cannot be deleted, only outranked.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import structlog
@@ -17,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from ..access import Scope
 from ..models import Channel
+from ..sandbox import Budget
 from ..templates import (
     RENDERER,
     TemplateDraft,
@@ -27,7 +27,7 @@ from ..templates import (
     normalize_locale,
 )
 from . import eventviews as views
-from .authz import requires, tenant_of
+from .authz import record, requires, tenant_of
 from .eventschemas import (
     RenderIn,
     RenderOut,
@@ -51,7 +51,7 @@ def ok(data: Any, message: str | None = None, status: int = 200) -> JSONBody:
     return JSONBody({"success": True, "data": data, "message": message}, status_code=status)
 
 
-async def _draft(name: str, body: TemplateBody) -> TemplateDraft:
+async def _draft(name: str, body: TemplateBody, request: Request) -> TemplateDraft:
     draft = TemplateDraft(
         name=name,
         channel=body.channel,
@@ -60,7 +60,9 @@ async def _draft(name: str, body: TemplateBody) -> TemplateDraft:
         subject=body.subject,
         html=body.html,
     )
-    await asyncio.to_thread(RENDERER.check, draft)  # compiling a large template takes a while
+    # Compiled and tried in a render process, within the budget, before it is stored.
+    budget = Budget.of(request.app.state.engine.settings)
+    await RENDERER.check_async(draft, budget, tenant_of(request))
     return draft
 
 
@@ -86,7 +88,7 @@ async def list_templates(request: Request) -> JSONBody:
 )
 async def create_template(body: TemplateIn, request: Request) -> JSONBody:
     try:
-        draft = await _draft(body.name, body)
+        draft = await _draft(body.name, body, request)
         for t in builtin_templates():
             if (t.name, t.channel, t.locale) == (draft.name, draft.channel, draft.locale):
                 raise TemplateExists(
@@ -94,6 +96,7 @@ async def create_template(body: TemplateIn, request: Request) -> JSONBody:
                     f"built in; PUT /api/templates/{draft.name} stores a version of your own"
                 )
         saved = await request.app.state.engine.store.save_template(tenant_of(request), draft, True)
+        record(request, "template_created", template=saved.name, version=saved.version)
     except REFUSED as exc:
         return refusal(exc)
     log.info("template_saved", name=saved.name, channel=saved.channel.value,
@@ -138,7 +141,9 @@ async def put_template(name: TemplateName, body: TemplateBody, request: Request)
     if not merged(await store.templates(tenant_of(request), name), name):
         raise HTTPException(404, f"No template {name!r}; POST /api/templates creates one")
     try:
-        saved = await store.save_template(tenant_of(request), await _draft(name, body), False)
+        draft = await _draft(name, body, request)
+        saved = await store.save_template(tenant_of(request), draft, False)
+        record(request, "template_changed", template=saved.name, version=saved.version)
     except REFUSED as exc:
         return refusal(exc)
     log.info("template_saved", name=saved.name, channel=saved.channel.value,
@@ -166,6 +171,7 @@ async def delete_template(
     deleted = await request.app.state.engine.store.delete_templates(
         tenant_of(request), name, channel, locale
     )
+    record(request, "template_deleted", template=name, rows=deleted)
     builtin = any(
         t.name == name and channel in (None, t.channel) and locale in (None, t.locale)
         for t in builtin_templates()
@@ -197,7 +203,8 @@ async def render_template(name: TemplateName, body: RenderIn, request: Request) 
         chosen = choose(variants, body.channel, locale)
         if chosen is None:
             raise HTTPException(404, f"No template {name!r} for {body.channel.value}")
-        rendered = await asyncio.to_thread(RENDERER.render, chosen, body.data)
+        budget = Budget.of(request.app.state.engine.settings)
+        rendered = await RENDERER.render_async(chosen, body.data, budget, tenant_of(request))
     except REFUSED as exc:
         return refusal(exc)
     used = {"name": chosen.name, "channel": chosen.channel.value, "version": chosen.version,

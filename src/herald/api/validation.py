@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import re
+import time
+import unicodedata
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from ..config import Settings
 from ..models import Channel
+from ..providers import chat
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:.+/=]{8,4096}$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]{1,31}://\S+$", re.IGNORECASE)
@@ -35,9 +42,34 @@ def email(value: str) -> str:
             local = value[: plain.start(1) - 1]
             return f"{local}@{domain}"
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        valid = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(f"must be a valid email address ({exc})") from None
+    if not allow_mixed_script:
+        _one_script_per_label(valid.domain)
+    return str(valid.normalized)
+
+
+#: HERALD_ALLOW_MIXED_SCRIPT (``api.app`` sets it from the settings).
+allow_mixed_script = False
+#: Scripts whose letters look alike: a domain label mixing them is a classic
+#: homograph (a "paypal" whose first "a" is Cyrillic). Other mixes are ordinary
+#: (Japanese labels mix Han, Hiragana and Katakana).
+_CONFUSABLE = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
+def _one_script_per_label(domain: str) -> None:
+    for label in domain.split("."):
+        if label.isascii():
+            continue
+        scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in label if ch.isalpha()}
+        mixed = scripts & _CONFUSABLE
+        if len(mixed) > 1:
+            names = " and ".join(sorted(m.title() for m in mixed))
+            raise ValueError(
+                f"has a domain label mixing {names} letters ({label!r}), a look-alike of another "
+                "domain; refused unless HERALD_ALLOW_MIXED_SCRIPT=true"
+            )
 
 
 def phone(value: str) -> str:
@@ -76,17 +108,34 @@ def http_url(value: str) -> str:
     return value
 
 
-#: Apprise's generic HTTP senders open connections of their own, past the SSRF
-#: guard that webhooks go through; generic HTTP belongs on the WEBHOOK channel.
+#: Generic HTTP belongs on the WEBHOOK channel (signed, and its replies understood).
 _GENERIC_HTTP = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+#: HERALD_CHAT_SCHEMES (``api.app`` sets it from the settings).
+chat_schemes: frozenset[str] = frozenset(Settings.model_fields["chat_schemes"].get_default(
+    call_default_factory=True))  # fmt: skip
 
 
 def chat_url(value: str) -> str:
+    """An Apprise URL of a service the destination guard covers and the operator accepts.
+
+    The words never repeat the URL: it carries the service's credentials.
+    """
     if not _SCHEME.match(value):
         raise ValueError("must be a chat service URL such as slack://TOKEN_A/TOKEN_B/TOKEN_C")
-    if value.partition("://")[0].lower() in _GENERIC_HTTP:
+    scheme = chat.scheme_of(value)
+    if scheme in chat_schemes and scheme in chat.GUARDED:
+        return value
+    if scheme in _GENERIC_HTTP:
         raise ValueError("generic HTTP URLs (json://, xml://, form://) go on the WEBHOOK channel")
-    return value
+    if scheme not in chat.GUARDED:
+        raise ValueError(
+            f"{scheme}:// is refused: Herald cannot guard where it connects (only chat services "
+            "over HTTP(S) are accepted, not UDP, SMTP or other protocols)"
+        )
+    accepted = ", ".join(f"{s}://" for s in sorted(chat_schemes))
+    raise ValueError(
+        f"{scheme}:// is not an accepted chat service ({accepted}; HERALD_CHAT_SCHEMES)"
+    )
 
 
 RECIPIENT = {
@@ -96,3 +145,35 @@ RECIPIENT = {
     Channel.WEBHOOK: http_url,
     Channel.CHAT: chat_url,
 }
+
+
+#: The earliest time a notification may be scheduled for, and how far ahead at most
+#: (``HERALD_MAX_SCHEDULE_DAYS``; ``api.app`` sets it from the settings).
+EARLIEST = datetime.fromisoformat("2000-01-01T00:00:00+00:00").timestamp()
+schedule_days = 365
+
+
+def schedule(value: datetime) -> datetime:
+    """A delivery time Herald can store and present: 2000 or later, at most a year ahead."""
+    try:
+        at = value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        at = math.inf if value.year > 2000 else -math.inf
+    if at < EARLIEST:
+        raise ValueError("must be in the year 2000 or later")
+    if at > time.time() + schedule_days * 86_400:
+        raise ValueError(f"must be at most {schedule_days} days ahead (HERALD_MAX_SCHEDULE_DAYS)")
+    return value
+
+
+def finite_json(value: Any, path: str = "") -> Any:
+    """Refuse NaN and Infinity (which JSON cannot carry, though parsers accept them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must hold only finite numbers; {path or 'a value'} is {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            finite_json(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            finite_json(item, f"{path}.{i}" if path else str(i))
+    return value

@@ -6,6 +6,10 @@ raise (an unknown id, a bad filter, a refused form, a store that cannot answer)
 and renders the error page with the same status instead, so a dashboard URL
 never answers with a JSON body or a 500 for those.
 
+Every page knows who is looking (``caller_context``): the header names them and
+offers a logout, forms carry their session's CSRF token, and buttons for what
+their role may not do are left out. Posted forms are read here too, bounded.
+
 Every page leaves with headers that shut out what the templates' autoescaping
 already should: scripts only from our own static folder, no framing of the
 dashboard by another site (a framed page could be clicked into acting, past
@@ -17,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jinja2
 import structlog
@@ -27,6 +31,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from ..access import Principal, Scope
 from ..api.present import CONCEALED
 from ..errors import StoreUnavailable, Unstorable
 from ..models import canonical_queue
@@ -35,6 +40,7 @@ log = structlog.get_logger("herald.dashboard")
 
 HERE = Path(__file__).parent
 PREFIX = "/dashboard"
+LOGIN = PREFIX + "/login"
 
 #: Styles may be inline because a captured email's HTML, previewed in a
 #: sandboxed ``srcdoc`` frame, inherits this policy and is mostly inline styles.
@@ -101,13 +107,69 @@ def _notice(request: Request) -> str | None:
                        queue=canonical_queue(q.get("queue", "")) or "")  # fmt: skip
 
 
+def safe_next(target: str, default: str) -> str:
+    """``target`` when it is a page of this dashboard, else ``default``: no open redirects.
+
+    Only a plain path under ``PREFIX`` passes: no scheme or host (``//evil``), no
+    backslash, space or control character (browsers drop or fold some of them and
+    may then read another host), no ``..`` segment, and not the login page itself.
+    """
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return default
+    path = parts.path
+    ours = path == PREFIX or path.startswith(PREFIX + "/")
+    odd = any(c == "\\" or ord(c) < 0x21 or ord(c) == 0x7F for c in target)
+    if (parts.scheme or parts.netloc or odd or not ours or len(target) > 2000
+            or ".." in path.split("/") or path.startswith(LOGIN)):  # fmt: skip
+        return default
+    return target
+
+
+#: A dashboard form's body at most: the login form's longest password, percent-encoded,
+#: fits with room to spare; every other form is a few hundred bytes.
+FORM_LIMIT = 32 * 1024
+FORM_FIELDS = 20
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted urlencoded form, read no further than ``FORM_LIMIT`` bytes (else 413)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise HTTPException(413, "This form is larger than any dashboard form can be.")
+    try:
+        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                           max_num_fields=FORM_FIELDS)  # fmt: skip
+    except ValueError:
+        raise HTTPException(400, "This form has more fields than any dashboard form.") from None
+    return dict(fields)
+
+
+def caller_context(request: Request) -> dict[str, Any]:
+    """Who is looking, for the templates: their name, what they may do, the form token.
+
+    ``can`` drives which buttons a page shows; the routes' scopes are what
+    refuses, so a hidden button is a courtesy, not the check.
+    """
+    state = request.scope.get("state", {})
+    caller: Principal | None = state.get("principal")
+    return {
+        "user": caller.actor if caller is not None else None,
+        "can": frozenset(s.value for s in Scope if caller is not None and caller.allows(s)),
+        "csrf": state.get("csrf", ""),
+    }
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     engine = getattr(request.app.state, "engine", None)
     html = environment.get_template(template).render(
         here=here(request),
         notice=_notice(request),
         instance=engine.settings.instance if engine is not None else "",
-        **context,
+        **{**caller_context(request), **context},
     )
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
@@ -117,7 +179,8 @@ def error_page(request: Request, status_code: int, title: str, detail: str) -> H
                   code=status_code, title=title, detail=detail)  # fmt: skip
 
 
-TITLES = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Conflict"}
+TITLES = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Conflict",
+          413: "Too large"}  # fmt: skip
 
 
 class PageRoute(APIRoute):

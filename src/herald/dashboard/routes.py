@@ -4,7 +4,10 @@ Pages read the store as the JSON API does and present rows through
 ``api.present``, so times read the same and a sensitive message is redacted
 here exactly as there. Forms POST, act as the API's operations do, and redirect
 back (POST-redirect-GET), so a reload never repeats an action; ``csrf.py``
-decides which POSTs are honoured. None of it is in the OpenAPI document.
+decides which POSTs are honoured, and each route's scope who may make them
+(viewer: read; operator: also replay, cancel, delete; admin: also pause and
+resume, since queues are global). ``login.py``'s routes join these. None of it
+is in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from ..api import present
 from ..api.authz import actor_of, requires, tenant_of
 from ..models import CLAIMABLE, Channel, Page, Priority, Status, canonical_queue
 from ..store.base import DlqFilter, ListFilter
-from . import csrf
-from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render
+from . import csrf, login
+from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render, safe_next
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=PageRoute)
+router.include_router(login.router)
 static = StaticFiles(directory=HERE / "static")
 
 PAGE_SIZE = 25
@@ -79,19 +83,13 @@ def _pager(request: Request, found: Page) -> dict[str, Any]:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The posted fields, after the same-origin check; forms here are urlencoded and tiny."""
-    csrf.check(request)
-    body = (await request.body()).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
+    """The posted fields, after the same-origin and token checks; forms here are tiny."""
+    return await csrf.posted(request)
 
 
 def _back(form: dict[str, str], default: str, **notice: str | int) -> RedirectResponse:
     """Redirect to the form's ``next`` page (only ever a dashboard page), with a notice."""
-    target = form.get("next", "")
-    parts = urlsplit(target)
-    ours = parts.path == PREFIX or parts.path.startswith(PREFIX + "/")
-    if parts.scheme or parts.netloc or "\\" in target or not ours:
-        parts = urlsplit(default)
+    parts = urlsplit(safe_next(form.get("next", ""), default))
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in NOTICE_PARAMS]
     query += [(k, str(v)) for k, v in notice.items()]
     return RedirectResponse(f"{parts.path}?{urlencode(query)}", status_code=303)

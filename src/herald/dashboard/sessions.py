@@ -13,13 +13,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 
 from ..access import Principal, User
 from ..config import Settings
+from ..models import DEFAULT_TENANT
 from ..store import Store
 
 COOKIE = "herald_session"
+#: The login form's own CSRF cookie (there is no session to hold a token yet).
+LOGIN_COOKIE = "herald_login"
 #: ``seen_at`` is written at most this often per session.
 SEEN_EVERY = 60.0
 MAX_COOKIE = 200
@@ -70,7 +74,27 @@ class Sessions:
             return None
         if now - seen > SEEN_EVERY:
             await self.store.access.session_seen(token, now)
-        return Principal(user.tenant_id, user.role.scopes, user.email), csrf
+        scopes = user.role.scopes_in(user.tenant_id, DEFAULT_TENANT)
+        return Principal(user.tenant_id, scopes, user.email), csrf
+
+    async def login_challenge(self, nonce: str | None = None) -> tuple[str, str]:
+        """A login form's token pair: a nonce for a cookie, and the token the form echoes.
+
+        Double submit, signed: the token is the nonce's HMAC, so a site that
+        manages to plant a cookie still cannot make up the matching form field.
+        A well-formed ``nonce`` from an earlier visit is kept, so two open login
+        tabs both work.
+        """
+        if nonce is None or not (20 <= len(nonce) <= 64 and nonce.isascii() and nonce.isalnum()):
+            nonce = secrets.token_hex(16)
+        return nonce, await self._sign("login:" + nonce)
+
+    async def login_answered(self, nonce: str | None, token: str) -> bool:
+        """Whether a posted login form's token matches the nonce its cookie carries."""
+        if not nonce or len(nonce) > 64 or len(token) > 100:
+            return False
+        expected = await self._sign("login:" + nonce)
+        return hmac.compare_digest(token.encode(), expected.encode())
 
     async def close(self, cookie: str) -> None:
         token = await self._token(cookie)

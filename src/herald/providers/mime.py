@@ -31,6 +31,8 @@ from email.header import Header
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
+import idna
+
 CRLF = b"\r\n"
 #: RFC 5322 2.1.1: a line is at most 998 octets before its CRLF, and should be 78.
 MAX_LINE = 998
@@ -107,6 +109,20 @@ class Composer:
             stamp = format_datetime(datetime.fromtimestamp(second, UTC))
             self._date, self._date_second = b"Date: " + stamp.encode("ascii") + CRLF, second
         return self._date
+
+
+def ascii_domain(recipient: str) -> str:
+    """The address with an internationalised domain in its IDNA (punycode) form.
+
+    ``user@münchen.de`` goes as ``user@xn--mnchen-3ya.de``, which every relay
+    takes; only a non-ASCII local part still needs the relay's SMTPUTF8.
+    """
+    if recipient.isascii():
+        return recipient
+    local, at, domain = recipient.rpartition("@")
+    if not at or domain.isascii():
+        return recipient
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
 
 
 def _address(recipient: str) -> tuple[bytes, bool]:

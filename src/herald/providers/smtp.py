@@ -37,7 +37,7 @@ from ..errors import ConfigError, PermanentError, TransientError
 from ..models import Channel
 from ..store.base import Store
 from .base import Message, Provider, Receipt, register
-from .mime import Composed, Composer
+from .mime import Composed, Composer, ascii_domain
 
 log = structlog.get_logger("herald.providers.smtp")
 
@@ -90,6 +90,10 @@ class SMTPProvider(Provider):
                 raise PermanentError(
                     f"{field} contains a line break (header injection refused)", provider=self.name
                 )
+        try:
+            recipient = ascii_domain(message.recipient)
+        except ValueError as exc:
+            raise PermanentError(f"cannot encode the address: {exc}", provider=self.name) from exc
         await self._take_slot()
         try:
             if self._closed:
@@ -98,7 +102,7 @@ class SMTPProvider(Provider):
             # claims keeps a pool's worth of messages in memory, not a thousand.
             try:
                 composed = self._composer.compose(
-                    message.id, message.recipient, message.subject, message.body, message.html
+                    message.id, recipient, message.subject, message.body, message.html
                 )
             except ValueError as exc:
                 raise PermanentError(f"cannot build the email: {exc}", provider=self.name) from exc
@@ -107,13 +111,13 @@ class SMTPProvider(Provider):
                 if not conn.is_connected:
                     continue
                 try:
-                    await self._transact(conn, composed, message.recipient, reused=True)
+                    await self._transact(conn, composed, recipient, reused=True)
                 except _Stale:
                     log.info("smtp_connection_stale", host=self._host, port=self._port)
                     continue
                 return Receipt(self.name, composed.message_id)
             conn = await self._connect()
-            await self._transact(conn, composed, message.recipient, reused=False)
+            await self._transact(conn, composed, recipient, reused=False)
             return Receipt(self.name, composed.message_id)
         finally:
             self._slots.release()

@@ -14,17 +14,21 @@ is the send time in Unix seconds; ``webhook-signature`` holds one
 ``HERALD_WEBHOOK_SECRET``, so a secret can be rotated: sign with old and new,
 move receivers over, drop the old one.
 
-Where it may go is checked at connect time by ``ssrf.GuardedBackend``:
-loopback, private, link-local and metadata addresses are refused unless
-``HERALD_WEBHOOK_ALLOW_HOSTS`` admits them. Redirects are not followed: a
-receiver that moved is the sender's to update, and following would deliver
-the signed body to a URL the sender never named.
+Status callbacks (``callbackUrl``, ``HERALD_CALLBACK_URL``) are webhooks too,
+so they come this way. Where a webhook may go is checked at connect time by
+the destination guard (``ssrf.py``): loopback, private, link-local and
+metadata addresses are refused unless ``HERALD_WEBHOOK_ALLOW_HOSTS`` admits
+them, and a refused, unknown or silent receiver is described in the same
+words (``ssrf.withheld``), so errors do not map the private network.
+Redirects are not followed: a receiver that moved is the sender's to update,
+and following would deliver the signed body to a URL the sender never named.
 
 Replies: 2xx delivered; 3xx ``PermanentError`` naming the ``Location``; 410
 ``UnregisteredRecipient`` (the receiver disabled the endpoint); 408, 429 and
 5xx ``TransientError`` (429 and 503 with ``Retry-After``); other 4xx
-``PermanentError``. Network errors and timeouts (``HERALD_WEBHOOK_TIMEOUT``)
-are transient. Only the first bytes of a reply are read.
+``PermanentError``. A refused or unknown host is permanent; network errors
+and timeouts (``HERALD_WEBHOOK_TIMEOUT``) are transient. Only the first
+bytes of a reply are read.
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ from ..models import Channel
 from ..store.base import Store
 from . import httpapi
 from .base import Message, Provider, Receipt, register
-from .ssrf import Allowance, GuardedTransport, RefusedDestination
+from .ssrf import (
+    Allowance,
+    Guard,
+    GuardedTransport,
+    RefusedDestination,
+    mask_credentials,
+    withheld,
+)
 
 log = structlog.get_logger("herald.providers.webhook")
 
@@ -110,7 +121,7 @@ class WebhookProvider(Provider):
         allowance = Allowance.parse(settings.webhook_allow_hosts, "HERALD_WEBHOOK_ALLOW_HOSTS")
         self._client = httpapi.new_client(
             timeout=httpx.Timeout(settings.webhook_timeout),
-            transport=GuardedTransport(allowance),
+            transport=GuardedTransport(Guard(allowance)),
             trust_env=False,  # through a proxy, the guard would check the proxy's address
         )
 
@@ -144,7 +155,10 @@ class WebhookProvider(Provider):
                 start = await _read_start(response)
         except RefusedDestination as exc:
             log.warning("webhook_destination_refused", notification_id=message.id, reason=str(exc))
-            raise PermanentError(str(exc), provider=self.name) from exc
+            raise PermanentError(withheld(_host(message.recipient)), provider=self.name) from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            log.info("webhook_unreachable", notification_id=message.id, reason=str(exc))
+            raise TransientError(withheld(_host(message.recipient)), provider=self.name) from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise PermanentError(f"not a usable webhook URL: {exc}", provider=self.name) from exc
         except httpx.HTTPError as exc:
@@ -159,7 +173,7 @@ class WebhookProvider(Provider):
     def _error(self, response: httpx.Response, start: bytes) -> DeliveryError:
         status, detail = response.status_code, httpapi.describe(response, body=start)
         if 300 <= status < 400:
-            location = response.headers.get("location", "nowhere")
+            location = mask_credentials(response.headers.get("location", "nowhere"))
             return PermanentError(
                 f"the webhook receiver redirects to {location} ({status}); redirects are not "
                 "followed: update the recipient URL",
@@ -174,6 +188,10 @@ class WebhookProvider(Provider):
         if status == 408 or status >= 500:
             return TransientError(f"the webhook receiver answered {detail}", provider=self.name)
         return PermanentError(f"the webhook receiver refused it: {detail}", provider=self.name)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "the webhook receiver"
 
 
 async def _read_start(response: httpx.Response) -> bytes:

@@ -195,6 +195,14 @@ class Access:
     async def login_succeeded(self, subject: str) -> None:
         await self._run.write("failure_clear", subject)
 
+    # -- retention -----------------------------------------------------------------
+
+    async def expire(self, now: float, idle: float, lifetime: float) -> None:
+        """Forget ended sessions, old login failures and request budgets of past windows."""
+        await self._run.write("sessions_expire", now - lifetime, now - idle)
+        await self._run.write("failures_expire", now - LOCK_SECONDS, now)
+        await self._run.write("budgets_expire", now - 2 * 3600)
+
     # -- server secrets --------------------------------------------------------------
 
     async def server_secret(self, name: str) -> str:

@@ -100,6 +100,10 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the database cannot answer."""
 
+    @abc.abstractmethod
+    async def heartbeat(self, instance: str) -> None:
+        """Commit one tiny write; raises when the store cannot commit (disk full, read-only)."""
+
     # -- the API's side ---------------------------------------------------
 
     @abc.abstractmethod
@@ -138,8 +142,15 @@ class Store(abc.ABC):
     async def set_paused(self, queue: str, paused: bool) -> None: ...
 
     @abc.abstractmethod
-    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
-        """Cancel a notification not yet sent nor being sent; False if it was not cancellable."""
+    async def backlog(self) -> int:
+        """Notifications of every tenant waiting due for delivery (load shedding reads it)."""
+
+    @abc.abstractmethod
+    async def cancel(self, tenant_id: str, notification_id: str, actor: str | None = None) -> bool:
+        """Cancel a notification not yet sent nor being sent; False if it was not cancellable.
+
+        The audit row names ``actor`` (who cancelled it) when given.
+        """
 
     @abc.abstractmethod
     async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
@@ -159,6 +170,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
         """Delete a dead letter and its history; False if it is not in the DLQ."""
+
+    @abc.abstractmethod
+    async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
+        """Delete a SENT, FAILED or CANCELLED notification and its history; False if it is
+        not one (an operator's way to remove a row nobody needs)."""
 
     @abc.abstractmethod
     async def clean(self, created_before: float, batch: int = 5000) -> int:

@@ -108,6 +108,9 @@ class PostgresStore(Store):
     async def ping(self) -> None:
         await self._pool.fetchval("ping")
 
+    async def heartbeat(self, instance: str) -> None:
+        await self._pool.execute("heartbeat", instance, time.time())
+
     async def wait_for_work(self, timeout: float) -> None:
         self._listener.start()  # only processes that wait hold a LISTEN connection
         await self._listener.wait(timeout)
@@ -150,6 +153,9 @@ class PostgresStore(Store):
             queues = await conn.fetch(Q["queue_counts"], tenant_id, time.time())
         return breakdown_stats([tuple(r) for r in rows], [tuple(r) for r in queues])
 
+    async def backlog(self) -> int:
+        return int(await self._pool.fetchval("backlog", time.time()))
+
     async def queues(self, tenant_id: str) -> list[QueueCounts]:
         async with self._pool.connection() as conn:
             rows = await conn.fetch(Q["queue_counts"], tenant_id, time.time())
@@ -159,8 +165,8 @@ class PostgresStore(Store):
     async def set_paused(self, queue: str, paused: bool) -> None:
         await self._pool.fetchval("set_paused", queue, paused, time.time(), CHANNEL)
 
-    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
-        args = (tenant_id, notification_id, time.time(), records.CANCELLED)
+    async def cancel(self, tenant_id: str, notification_id: str, actor: str | None = None) -> bool:
+        args = (tenant_id, notification_id, time.time(), records.cancelled(actor))
         return await self._pool.fetchval("cancel", *args) is not None
 
     async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
@@ -191,6 +197,9 @@ class PostgresStore(Store):
 
     async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
         return bool(await self._pool.fetchval("dlq_delete", tenant_id, notification_id))
+
+    async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
+        return bool(await self._pool.fetchval("final_delete", tenant_id, notification_id))
 
     async def clean(self, created_before: float, batch: int = 5000) -> int:
         bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time

@@ -103,5 +103,9 @@ def stalled(attempts: int, max_attempts: int) -> tuple[str, str, str | None]:
     return "QUEUED", text, None
 
 
+def cancelled(actor: str | None) -> str:
+    return f"{CANCELLED} by {actor}" if actor else CANCELLED
+
+
 def replayed(actor: str) -> str:
     return f"Replayed from the DLQ by {actor}; the retry ladder starts again"

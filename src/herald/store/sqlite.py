@@ -124,6 +124,10 @@ class SQLiteStore(Store):
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def heartbeat(self, instance: str) -> None:
+        now = time.time()
+        await self._write(lambda conn: conn.execute(Q["heartbeat"], (instance, now)))
+
     # -- plumbing -------------------------------------------------------------
 
     def _write(
@@ -215,13 +219,18 @@ class SQLiteStore(Store):
 
         return await self._read(read)
 
+    async def backlog(self) -> int:
+        now = time.time()
+        row = await self._read(lambda c: c.execute(Q["backlog"], (now,)).fetchone())
+        return int(row[0])
+
     async def set_paused(self, queue: str, paused: bool) -> None:
         now = time.time()
         await self._write(
             lambda c: c.execute(Q["set_paused"], (queue, int(paused), now)), wakes=True
         )
 
-    async def cancel(self, tenant_id: str, notification_id: str) -> bool:
+    async def cancel(self, tenant_id: str, notification_id: str, actor: str | None = None) -> bool:
         now = time.time()
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -232,7 +241,7 @@ class SQLiteStore(Store):
                 notification_id,
                 tenant_id,
                 "CANCELLED",
-                records.CANCELLED,
+                records.cancelled(actor),
                 now,
                 None,
             )
@@ -276,9 +285,15 @@ class SQLiteStore(Store):
         return await self._write(write, wakes=True)
 
     async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
+        return await self._delete("dlq_delete", tenant_id, notification_id)
+
+    async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
+        return await self._delete("final_delete", tenant_id, notification_id)
+
+    async def _delete(self, query: str, tenant_id: str, notification_id: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             params = {"tenant": tenant_id, "id": notification_id}
-            if not conn.execute(Q["dlq_delete"], params).rowcount:
+            if not conn.execute(Q[query], params).rowcount:
                 return False
             conn.execute(Q["delete_audit"], (notification_id,))
             conn.execute(Q["delete_mailbox"], (notification_id,))

@@ -95,6 +95,11 @@ DELETE FROM login_failures WHERE subject = $1;
 -- name: failures_expire
 DELETE FROM login_failures WHERE first_at < $1 AND locked_until < $2;
 
+-- name: budgets_expire
+-- Request budgets are buckets named 'who@window' (api/credentials.py); past
+-- windows are never read again. Provider buckets have no '@' in their names.
+DELETE FROM rate_buckets WHERE provider LIKE '%@%' AND updated_at < $1;
+
 -- name: secret_offer
 INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING;
 

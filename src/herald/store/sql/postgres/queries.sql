@@ -538,3 +538,23 @@ UPDATE events SET verified_at = $1 WHERE id = $2 AND verified_at IS NULL;
 SELECT id FROM notifications
 WHERE tenant_id = $1 AND id = ANY($2::text[])
   AND metadata -> 'sensitive' IN ('true'::jsonb, '1'::jsonb);
+
+-- name: backlog
+SELECT count(*) FROM notifications
+WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= $1;
+
+-- name: final_delete
+WITH gone AS (
+    DELETE FROM notifications
+    WHERE tenant_id = $1 AND id = $2 AND status IN ('SENT', 'FAILED', 'CANCELLED')
+    RETURNING id
+), history AS (
+    DELETE FROM audit WHERE notification_id IN (SELECT id FROM gone)
+), kept AS (
+    DELETE FROM mailbox WHERE notification_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone;
+
+-- name: heartbeat
+INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
+ON CONFLICT (instance) DO UPDATE SET at = excluded.at;

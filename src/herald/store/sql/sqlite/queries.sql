@@ -351,3 +351,15 @@ SET state = excluded.state, failures = excluded.failures, changed_at = excluded.
 -- name: breakers
 SELECT instance, provider, state, failures, changed_at FROM provider_state
 ORDER BY provider, instance;
+
+-- name: backlog
+SELECT count(*) FROM notifications
+WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= ?;
+
+-- name: final_delete
+DELETE FROM notifications
+WHERE tenant_id = :tenant AND id = :id AND status IN ('SENT', 'FAILED', 'CANCELLED');
+
+-- name: heartbeat
+INSERT INTO heartbeats (instance, at) VALUES (?, ?)
+ON CONFLICT (instance) DO UPDATE SET at = excluded.at;
