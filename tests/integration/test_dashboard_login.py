@@ -7,6 +7,7 @@ with a cookie jar and no API key, reading the forms' tokens off the pages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ import pytest
 import structlog
 
 from herald.access import Role, hash_password
+from herald.dashboard import login as login_module
 from herald.models import DEFAULT_TENANT
 
 pytestmark = pytest.mark.every_store
@@ -195,6 +197,49 @@ async def test_five_failures_lock_an_account_and_say_so_in_the_log(herald: Any) 
         assert 14 * 60 < int(refused.headers["retry-after"]) <= 15 * 60
         assert "herald_session" not in refused.headers.get("set-cookie", "")
         assert (await v.login("other@example.com", headers=elsewhere)).status_code == 303
+
+
+async def test_parallel_guesses_get_no_more_than_five_checks(
+    herald: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    real = login_module.verify_password
+
+    def counted(password: str, stored: str) -> bool:
+        checked.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(login_module, "verify_password", counted)
+    async with herald(deliver=False) as h:
+        await add_user(h, "ops@example.com", "operator")
+        visitors = []
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(10):
+                visitors.append(await stack.enter_async_context(visitor(h)))
+            tokens = [await v.token("/dashboard/login") for v in visitors]
+
+            async def guess(n: int) -> int:
+                fields = {"email": "ops@example.com", "password": f"guess {n}",
+                          "csrf": tokens[n], "next": ""}  # fmt: skip
+                where = {**visitors[n].origin, "X-Forwarded-For": f"198.51.100.{n + 1}"}
+                answer = await visitors[n].client.post("/dashboard/login", data=fields,
+                                                       headers=where)  # fmt: skip
+                return answer.status_code
+
+            codes = await asyncio.gather(*(guess(n) for n in range(10)))
+        assert codes.count(401) <= 4 and codes.count(429) >= 6, codes
+        assert len(checked) == 5, "past the fifth, guesses are refused before any check"
+        async with visitor(h) as v:
+            right = await v.login("ops@example.com", headers={"X-Forwarded-For": "203.0.113.9"})
+            assert right.status_code == 429, "the account is locked"
+
+
+async def test_good_logins_never_lock_their_address(herald: Any) -> None:
+    async with herald(deliver=False) as h, visitor(h) as v:
+        await add_user(h, "ops@example.com", "operator")
+        office = {"X-Forwarded-For": "198.51.100.50"}
+        for _ in range(7):
+            assert (await v.login("ops@example.com", headers=office)).status_code == 303
 
 
 async def test_five_failures_lock_an_address(herald: Any) -> None:

@@ -183,12 +183,27 @@ class Access:
         rows = await self._run.rows("failure_locked_until", subject)
         return float(rows[0][0]) if rows else 0.0
 
+    async def login_attempt(self, subject: str, now: float) -> int:
+        """Count an attempt before its password is checked; its number in the window.
+
+        Counting first makes the lock hold against parallel guesses: the sixth of
+        ten attempts sent at once is number six, and is refused unchecked.
+        """
+        rows = await self._run.write("failure_record", subject, now, now - LOCK_SECONDS)
+        return int(rows[0][0])
+
+    async def lock(self, subject: str, until: float) -> None:
+        await self._run.write("failure_lock", subject, until)
+
+    async def login_forgive(self, subject: str) -> None:
+        """Take back an attempt that succeeded (an office address's good logins never lock)."""
+        await self._run.write("failure_forgive", subject)
+
     async def login_failed(self, subject: str, now: float) -> float | None:
         """Count a failure; the time the subject is locked until when this one locks it."""
-        rows = await self._run.write("failure_record", subject, now, now - LOCK_SECONDS)
-        if rows and rows[0][0] >= LOCK_AFTER:
+        if await self.login_attempt(subject, now) >= LOCK_AFTER:
             until = now + LOCK_SECONDS
-            await self._run.write("failure_lock", subject, until)
+            await self.lock(subject, until)
             return until
         return None
 

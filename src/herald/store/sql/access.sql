@@ -83,8 +83,14 @@ ON CONFLICT (subject) DO UPDATE SET
                     ELSE login_failures.first_at END
 RETURNING failures;
 
+-- name: failure_forgive
+UPDATE login_failures SET failures = failures - 1 WHERE subject = $1 AND failures > 0;
+
 -- name: failure_lock
 UPDATE login_failures SET locked_until = $2, failures = 0 WHERE subject = $1;
+
+-- name: failure_forgive
+UPDATE login_failures SET failures = failures - 1 WHERE subject = $1 AND failures > 0;
 
 -- name: failure_locked_until
 SELECT locked_until FROM login_failures WHERE subject = $1;
