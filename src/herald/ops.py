@@ -23,6 +23,7 @@ from .api.present import iso
 from .config import Settings
 from .logs import configure
 from .models import DEFAULT_TENANT, Channel, canonical_queue
+from .providers.ssrf import mask_credentials
 from .store import Store, open_store
 from .store.base import DlqFilter
 
@@ -135,8 +136,8 @@ def dlq_list(
     for column in ("id", "type", "recipient", "attempts", "failed at", "error"):
         table.add_column(column, overflow="fold")
     for n in page.items:
-        table.add_row(n.id, n.channel.value, n.recipient, str(n.attempts), iso(n.failed_at) or "",
-                      n.last_error or "")  # fmt: skip
+        table.add_row(n.id, n.channel.value, mask_credentials(n.recipient), str(n.attempts),
+                      iso(n.failed_at) or "", n.last_error or "")  # fmt: skip
     console.print(table)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from ..events import EventRecord, EventType
 from ..models import Notification, Status
+from ..providers.ssrf import mask_credentials
 from ..templates import Template
-from .present import iso
+from .present import iso, masked
 
 #: Herald's statuses in the words of seed 001's ``welcomeEmail.status``.
 SEED_STATUS = {
@@ -49,7 +50,7 @@ def event(e: EventRecord) -> dict[str, Any]:
         "_id": e.id,
         "id": e.id,
         "type": e.type,
-        "recipient": e.recipient,
+        "recipient": masked(e.recipient),
         "data": e.data,
         "notificationIds": list(e.notification_ids),
         "verified": (e.verified_at is not None) if e.verifiable else None,
@@ -64,7 +65,7 @@ def brief(n: Notification) -> dict[str, Any]:
     return {
         "_id": n.id,
         "type": n.channel.value,
-        "recipient": n.recipient,
+        "recipient": mask_credentials(n.recipient),
         "status": n.status.value,
         "priority": n.priority.name,
         "template": template_used if isinstance(template_used, dict) else None,
