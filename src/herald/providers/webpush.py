@@ -66,7 +66,7 @@ from ..models import Channel
 from ..store.base import Store
 from . import httpapi
 from .base import Message, Provider, Receipt, register
-from .ssrf import Allowance, GuardedTransport, RefusedDestination
+from .ssrf import Allowance, GuardedTransport, RefusedDestination, withheld
 
 log = structlog.get_logger("herald.providers.webpush")
 
@@ -177,7 +177,8 @@ class WebPushProvider(Provider):
             response = await self._client.post(subscription.endpoint, content=body, headers=headers)
         except RefusedDestination as exc:
             log.warning("webpush_destination_refused", notification_id=message.id, reason=str(exc))
-            raise PermanentError(str(exc), provider=self.name) from exc
+            host = httpx.URL(subscription.endpoint).host
+            raise PermanentError(withheld(host), provider=self.name) from exc
         except httpx.HTTPError as exc:
             raise httpapi.unreachable(self.name, "the push service", exc) from exc
         if response.is_success:
