@@ -196,10 +196,12 @@ class PostgresStore(Store):
         return await self._pool.transaction(write)
 
     async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
-        return bool(await self._pool.fetchval("dlq_delete", tenant_id, notification_id))
+        args = (tenant_id, notification_id, ["FAILED"], "dlq")
+        return bool(await self._pool.fetchval("rows_delete", *args))
 
     async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
-        return bool(await self._pool.fetchval("final_delete", tenant_id, notification_id))
+        args = (tenant_id, notification_id, ["SENT", "FAILED", "CANCELLED"], None)
+        return bool(await self._pool.fetchval("rows_delete", *args))
 
     async def clean(self, created_before: float, batch: int = 5000) -> int:
         bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time

@@ -348,10 +348,13 @@ WITH chosen AS (
 )
 SELECT id, pg_notify($6, '') FROM done ORDER BY ord;
 
--- name: dlq_delete
+-- name: rows_delete
+-- A notification with its history, if its status is one of $3 (and, unless $4 is
+-- NULL, it sits in the queue $4): a dead letter, or any final row.
 WITH gone AS (
     DELETE FROM notifications
-    WHERE tenant_id = $1 AND id = $2 AND status = 'FAILED' AND queue = 'dlq'
+    WHERE tenant_id = $1 AND id = $2 AND status = ANY($3::text[])
+      AND ($4::text IS NULL OR queue = $4)
     RETURNING id
 ), history AS (
     DELETE FROM audit WHERE notification_id IN (SELECT id FROM gone)
@@ -542,18 +545,6 @@ WHERE tenant_id = $1 AND id = ANY($2::text[])
 -- name: backlog
 SELECT count(*) FROM notifications
 WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= $1;
-
--- name: final_delete
-WITH gone AS (
-    DELETE FROM notifications
-    WHERE tenant_id = $1 AND id = $2 AND status IN ('SENT', 'FAILED', 'CANCELLED')
-    RETURNING id
-), history AS (
-    DELETE FROM audit WHERE notification_id IN (SELECT id FROM gone)
-), kept AS (
-    DELETE FROM mailbox WHERE notification_id IN (SELECT id FROM gone)
-)
-SELECT count(*) FROM gone;
 
 -- name: heartbeat
 INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
