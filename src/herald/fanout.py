@@ -165,6 +165,8 @@ async def render_plan(plan: Plan, budget: Budget | None = None) -> Prepared:
     """Render what ``plan`` still lacks side by side; the first target's problem is raised."""
     tenant = plan.event.tenant_id
     waiting = [(n, r) for n, r in enumerate(plan.renders) if plan.rendered[n] is None]
+    if not waiting:  # every template was built in
+        return plan.finish()
     results = await asyncio.gather(
         *(RENDERER.render_async(r.template, r.context, budget, tenant) for _, r in waiting),
         return_exceptions=True,

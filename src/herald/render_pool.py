@@ -1,13 +1,14 @@
 """A few render processes with hard limits, shared fairly between tenants.
 
-Every template is compiled and rendered in one of these processes, never in
-the API's own, because only a process can be held to a budget:
+Every template a tenant wrote is compiled and rendered in one of these
+processes, never in the API's own, because only a process can be held to a
+budget:
 
 - **CPU.** A thread cannot be stopped inside C code, and Jinja folded
   ``{{ 7**(2*10**7) }}`` at compile time in one C call: 40 s holding the GIL,
   the whole API frozen. A render process runs each job under CPU timers
-  (``sandbox.serve``); one that outlives its wall-clock timeout is killed and
-  another started.
+  (``render_process.py``); one that outlives its wall-clock timeout is
+  killed by the watchdog and another started.
 - **Memory.** ``{{ 'a' * 10**9 }}`` took the API to 4 GB. A thread has no
   memory limit of its own; a process has RLIMIT_AS.
 - **Threads.** Seven renders of two nested ``range(100000)`` loops held every
@@ -16,20 +17,38 @@ the API's own, because only a process can be held to a budget:
   to the process from its own event loop: no thread waits, and no GIL changes
   hands, which under load costs up to the 5 ms switch interval each time.
 
-MEASUREMENTS
+Measured on the dev box (2 cores shared with other work), per render of the
+welcome email (subject, text, HTML): 40 to 110 µs of CPU in the API process;
+through a render process 160 to 260 µs in the API plus 210 to 380 µs in the
+render process. With every template in a process, ``POST /api/signups`` cost
+2.06 to 2.78 ms of server CPU before and 3.14 to 4.23 ms after, and ran at
+307 to 419 signups/s before and 217 to 305 after (8 clients, SQLite): over
+the 10 % a signup may lose. So the built-in templates, Herald's own code,
+render in the API's thread (``templates.Renderer``) and only templates a
+tenant wrote come here: then 452 signups/s against 454 before (medians of 16
+interleaved runs) and 2.34 ms of CPU a signup against 2.25.
 
-Fairness: tenants take turns for the next free process, so another tenant's
-job waits behind at most one job of each process, however many hostile ones
-a tenant has queued (keeping a process back for other tenants halved a
-single tenant's renders for nothing: see the measurements). A tenant may
-have ``max_waiting`` jobs waiting; past that it is told to retry (503
+Starting a process took 5 to 15 ms by fork (which would copy the API's
+sockets into it, and is unsafe in a threaded server), 18 to 20 ms from
+multiprocessing's forkserver (which imports the parent's ``__main__`` into
+each child) and about 450 ms as a fresh interpreter, the way chosen: a
+process lives on between jobs, and the common bombs (a huge power or
+repetition, a long loop) are answered without ending it.
+
+Fairness: the next free process goes to the tenant served longest ago, so
+another tenant's job waits behind at most one job per process, however many
+hostile ones a tenant has queued; no process is kept back for other tenants,
+which would leave it idle while one tenant queues. A tenant may have
+``max_waiting`` jobs waiting; past that it is told to retry (503
 ``Overloaded``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import pickle
 import select
 import signal
 import socket
@@ -44,7 +63,8 @@ from pathlib import Path
 import structlog
 
 from .errors import Overloaded
-from .sandbox import COMPILE_FACTOR, READY, Job, Limit, Outcome, Wire
+from .render_process import READY, Wire
+from .sandbox import COMPILE_FACTOR, Job, Limit, Outcome
 
 log = structlog.get_logger("herald.render_pool")
 #: The folder ``herald`` is imported from, so render processes run this same code.
@@ -67,18 +87,18 @@ class _Stopped(Exception):
 class _Process:
     """One render process and the parent's end of its socket.
 
-    Started as a fresh interpreter (``sandbox.main``) with only that socket
+    Started as a fresh interpreter (``render_process.main``) with only that socket
     open: a fork of the API would hold copies of its client connections and
     listening socket, and multiprocessing's forkserver imports the parent's
     ``__main__`` into every child. The socket stays non-blocking; a job is one
-    ``send`` and, most often, one ``recv`` (``sandbox.Wire``).
+    ``send`` and, most often, one ``recv`` (``render_process.Wire``).
     """
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SOURCE_ROOT, env.get("PYTHONPATH")]))
-        start = f"from herald.sandbox import main; main({theirs.fileno()})"
+        start = f"from herald.render_process import main; main({theirs.fileno()})"
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", start], env=env, stdin=subprocess.DEVNULL,
@@ -103,18 +123,23 @@ class _Process:
         self.deadline = time.monotonic() + timeout
         try:
             if job is not None:
-                self.wire.send(job)
+                self.wire.sock.setblocking(True)
+                try:
+                    self.wire.send(job)
+                finally:
+                    self.wire.sock.setblocking(False)
             while True:
                 answer = self.wire.take()
                 if answer is not None:
                     return answer[0]
+                poller = select.poll()
+                poller.register(self.wire.sock, select.POLLIN)
                 left = self.deadline - time.monotonic()
-                ready, _, _ = select.select([self.wire.sock], [], [], max(0.0, left))
-                if not ready:
+                if not poller.poll(max(0, int(left * 1000))):
                     self.timed_out = True
                     raise EOFError
                 self.wire.fill()
-        except (EOFError, OSError):
+        except (EOFError, OSError, pickle.UnpicklingError):
             raise self._ended(timeout) from None
         finally:
             self.deadline = None
@@ -133,19 +158,19 @@ class _Process:
                     outcome: Outcome = answer[0]  # type: ignore[assignment]
                     return outcome
                 await self.wire.fill_async(loop)
-        except (EOFError, OSError):
+        except (EOFError, OSError, pickle.UnpicklingError):
             for _ in range(100):  # it closed its socket: it has exited, or is about to
                 if self.process.poll() is not None:
                     break
                 await asyncio.sleep(0.01)
-            raise self._ended(timeout) from None
+            raise self._ended(timeout, wait=0) from None
         finally:
             self.deadline = None
 
-    def _ended(self, timeout: float) -> _Stopped:
+    def _ended(self, timeout: float, wait: float = 1.0) -> _Stopped:
         """Why the process stopped without answering."""
         try:
-            code = self.process.wait(1)
+            code = self.process.wait(wait) if wait else self.process.poll()
         except subprocess.TimeoutExpired:
             code = None  # still there: it is killed and replaced all the same
         if self.timed_out:
@@ -176,7 +201,9 @@ class RenderPool:
         self.max_waiting = max_waiting
         self._lock = threading.Lock()
         self._idle: list[_Process] = []
-        self._waiting: dict[str, deque[Future[_Process]]] = {}  # in turn order
+        self._waiting: dict[str, deque[Future[_Process]]] = {}
+        self._served: dict[str, int] = {}  # tenant: when it last got a process (a count)
+        self._turns = itertools.count()
         self._running: set[_Process] = set()  # for the watchdog
         self._started = False
         self._closed = False
@@ -247,13 +274,17 @@ class RenderPool:
             return grant
 
     def _grant(self) -> None:
-        """Hand idle processes to waiting jobs, tenants in turn. Called with the lock held."""
+        """Hand idle processes to waiting jobs, the tenant served longest ago first.
+        Called with the lock held."""
         while self._idle and self._waiting:
-            tenant = next(iter(self._waiting))
-            queue = self._waiting.pop(tenant)
+            tenant = min(self._waiting, key=lambda t: self._served.get(t, -1))
+            queue = self._waiting[tenant]
             grant = queue.popleft()
-            if queue:
-                self._waiting[tenant] = queue  # to the back of the turn order
+            if not queue:
+                del self._waiting[tenant]
+            self._served[tenant] = next(self._turns)
+            if len(self._served) > 10_000:  # forget tenants that wait for nothing
+                self._served = {t: n for t, n in self._served.items() if t in self._waiting}
             if grant.set_running_or_notify_cancel():
                 process = self._idle.pop()
                 self._running.add(process)

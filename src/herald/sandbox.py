@@ -1,4 +1,4 @@
-"""The sandbox a template runs in, inside a render process (``render_pool.py``).
+"""The sandbox a template runs in: hardened Jinja2, and what a render is asked and answers.
 
 Jinja2's ``SandboxedEnvironment`` keeps a template away from Python's
 internals, not from the machine. This one also:
@@ -17,29 +17,24 @@ internals, not from the machine. This one also:
 - streams the output, counting it against the output limit as it grows.
 
 Everything else a template could do to the machine (a C routine that runs long,
-an allocation this module did not foresee) is held by the process around it:
-the CPU timers and address-space limit ``serve`` sets, and the pool's wall-clock
-timeout.
+an allocation this module did not foresee) is held by the process around it
+(``render_process.py``): CPU timers, an address-space limit, and the pool's
+wall-clock timeout (``render_pool.py``).
 
-``Sandbox.run`` answers a ``Job`` with an ``Outcome`` made of plain values, so
-it crosses the pipe as it is; ``templates.py`` turns a refusal into its typed
-error.
+A ``Job`` is answered with an ``Outcome`` made of plain values, which crosses
+the socket between the processes as it is; ``templates.py`` turns a refusal
+into its typed error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import pickle
+import gc
 import re
-import resource
-import signal
-import socket
-import struct
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
@@ -73,9 +68,6 @@ _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'$")
 #: escaped or not.
 _ADDRESS = re.compile(r"(?:<|&lt;)(?:(?!<|&lt;|>|&gt;).){0,300}? at 0x[0-9a-fA-F]+(?:>|&gt;)")
 _PLAIN = (str, int, float, bool, type(None), Undefined)
-
-#: What a render process sends once it is warm and waiting for jobs.
-READY = "ready"
 
 Limit = Literal["cpu", "memory", "output"]
 Kind = Literal["invalid", "unsafe", "failed", "cpu", "memory", "output"]
@@ -150,11 +142,6 @@ class Unprintable(Exception):
     """``{{ … }}`` printed a function or an object instead of a value."""
 
 
-class CpuSpent(BaseException):
-    """The CPU timer ran out. A BaseException, so no ``except Exception`` in Jinja or a
-    filter can swallow it."""
-
-
 class HardenedSandbox(SandboxedEnvironment):
     """``SandboxedEnvironment`` that never folds constants and checks ``*`` and ``**``."""
 
@@ -164,14 +151,22 @@ class HardenedSandbox(SandboxedEnvironment):
         super().__init__(
             undefined=StrictUndefined, autoescape=autoescape, optimized=False, finalize=_printable
         )
-        self.budget = Budget()
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             _check_power(left, right)
         else:
-            _check_repeat(left, right, self.budget.memory_mb * MIB)
+            _check_repeat(left, right, _MEMORY.limit)
         return super().call_binop(context, operator, left, right)
+
+
+class _Memory(threading.local):
+    """The memory budget of the job this thread renders, in bytes (for ``call_binop``)."""
+
+    limit = Budget().memory_mb * MIB
+
+
+_MEMORY = _Memory()
 
 
 def _check_power(base: Any, exponent: Any) -> None:
@@ -227,30 +222,39 @@ class _Lenient(dict[str, Any]):
         return ChainableUndefined(name=key)
 
 
+#: Each part's compiled template, and what keeping it would cost the cache (0: kept already).
+Compiled = dict[str, tuple[jinja2.Template, int]]
+
+
 class Sandbox:
-    """Two hardened environments (text, and autoescaped HTML) and a byte-bounded cache."""
+    """Two hardened environments (text, and autoescaped HTML) and a byte-bounded cache.
+
+    Thread-safe: the API renders built-in templates from several threads.
+    """
 
     def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
         self._envs = {False: HardenedSandbox(False), True: HardenedSandbox(True)}
         self._cache: OrderedDict[tuple[str, bool], tuple[jinja2.Template, int]] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._cache_lock = threading.Lock()
         self.cached_bytes = 0
-        self.part = ""  # the part being compiled or rendered, to name it if the timer fires
-        self.cpu_deadline: float | None = None  # thread CPU time to stop at (``run_here``)
+        self.part = ""  # in a render process: the part at work, named if the timer fires
 
-    def compile(self, job: Job) -> dict[str, jinja2.Template] | Outcome:
+    def compile(self, job: Job) -> Compiled | Outcome:
         """Every part of ``job`` compiled, or the refusal of the first that does not compile.
 
         Fresh compilations are not cached yet: ``keep`` does that once the job is
         over, so a timer firing mid-job cannot leave the cache half updated.
         """
-        out: dict[str, jinja2.Template] = {}
+        out: Compiled = {}
         for part, source, html in job.parts:
             self.part = part
-            hit = self._cache.get((source, html))
+            with self._cache_lock:
+                hit = self._cache.get((source, html))
+                if hit is not None:
+                    self._cache.move_to_end((source, html))
             if hit is not None:
-                self._cache.move_to_end((source, html))
-                out[part] = hit[0]
+                out[part] = (hit[0], 0)
                 continue
             env = self._envs[html]
             try:
@@ -261,48 +265,49 @@ class Sandbox:
                 return Outcome.refused("invalid", f"template {job.name!r} {part}: {problem}",
                                        ((part, problem),))  # fmt: skip
             except MemoryError:
-                return _over(job, part, "memory")
+                return over(job, part, "memory")
             except (RecursionError, SyntaxError, ValueError) as exc:  # nesting too deep
                 problem = f"does not compile: {type(exc).__name__}"
                 return Outcome.refused("invalid", f"template {job.name!r} {part} {problem}",
                                        ((part, problem),))  # fmt: skip
             compiled = env.template_class.from_code(env, code, env.make_globals(None), None)
-            compiled._herald_cost = 4096 + 6 * (len(source) + len(raw))  # type: ignore[attr-defined]
-            out[part] = compiled
+            out[part] = (compiled, 4096 + 6 * (len(source) + len(raw)))
         return out
 
-    def keep(self, job: Job, compiled: Mapping[str, jinja2.Template]) -> None:
+    def keep(self, job: Job, compiled: Compiled) -> None:
+        """Cache what ``compile`` compiled for ``job``, dropping the least recently used."""
         for part, source, html in job.parts:
-            key = (source, html)
-            if key in self._cache or part not in compiled:
-                continue
-            cost: int = getattr(compiled[part], "_herald_cost", 0)
-            if cost > self._cache_bytes // 4:
-                continue  # one huge template must not flush everything else
-            self._cache[key] = (compiled[part], cost)
-            self.cached_bytes += cost
-            while self.cached_bytes > self._cache_bytes:
-                _, (_, dropped) = self._cache.popitem(last=False)
-                self.cached_bytes -= dropped
+            template, cost = compiled.get(part, (None, 0))
+            if template is None or not cost or cost > self._cache_bytes // 4:
+                continue  # kept already, or so big it would flush everything else
+            with self._cache_lock:
+                if (source, html) in self._cache:
+                    continue
+                self._cache[(source, html)] = (template, cost)
+                self.cached_bytes += cost
+                while self.cached_bytes > self._cache_bytes:
+                    _, (_, dropped) = self._cache.popitem(last=False)
+                    self.cached_bytes -= dropped
 
-    def render(self, job: Job, compiled: Mapping[str, jinja2.Template]) -> Outcome:
-        """Render every part within the output budget; the CPU budget is the caller's."""
-        for env in self._envs.values():
-            env.budget = job.budget
+    def render(self, job: Job, compiled: Compiled, cpu_deadline: float | None = None) -> Outcome:
+        """Render every part within the output budget, and by ``cpu_deadline`` (this thread's
+        CPU time, checked as output is produced) if one is given."""
+        _MEMORY.limit = job.budget.memory_mb * MIB
         room = job.budget.max_output
         missing: list[str] = []
         texts: dict[str, str] = {}
         for part, _, _ in job.parts:
             self.part = part
+            template = compiled[part][0]
             try:
                 if job.data is None:
-                    text = self._trial(compiled[part], room)
+                    text = self._trial(template, room, cpu_deadline)
                 else:
-                    text = self._passes(compiled[part], job.data, room, missing)
+                    text = self._passes(template, job.data, room, missing, cpu_deadline)
             except OverLimit as exc:
-                return _over(job, part, exc.limit)
+                return over(job, part, exc.limit)
             except MemoryError:
-                return _over(job, part, "memory")
+                return over(job, part, "memory")
             except _TrialFailed:
                 text = ""
             except SecurityError as exc:
@@ -317,13 +322,14 @@ class Sandbox:
         return Outcome(texts, tuple(dict.fromkeys(missing)))
 
     def _passes(self, compiled: jinja2.Template, data: Mapping[str, Any], room: int,
-                missing: list[str]) -> str:  # fmt: skip
+                missing: list[str], cpu_deadline: float | None) -> str:  # fmt: skip
         # Each pass names one missing variable; a lenient stand-in takes its place so
         # the next pass finds the next one, and the client hears of all of them at once.
         context = dict(data)
         for _ in range(MAX_PASSES):
             try:
-                return self._stream(compiled.generate(context), room)
+                chunks = compiled.root_render_func(compiled.new_context(context))
+                return _stream(chunks, room, cpu_deadline)
             except jinja2.UndefinedError as exc:
                 top = _UNDEFINED.match(str(exc))
                 if top is None or top.group(1) in context:
@@ -334,36 +340,65 @@ class Sandbox:
                 context[top.group(1)] = ChainableUndefined(name=top.group(1))
         raise RuntimeError("too many missing variables")
 
-    def _trial(self, compiled: jinja2.Template, room: int) -> str:
+    def _trial(self, compiled: jinja2.Template, room: int, cpu_deadline: float | None) -> str:
         lenient = _Lenient(compiled.globals)
         try:
             chunks = compiled.root_render_func(compiled.new_context(lenient, True))
-            return self._stream(chunks, room)
+            return _stream(chunks, room, cpu_deadline)
         except (OverLimit, MemoryError):
             raise
         except Exception:
             raise _TrialFailed from None
 
-    def _stream(self, chunks: Iterator[str], room: int) -> str:
-        """Join ``chunks``, refusing as soon as they pass ``room`` bytes (or the CPU deadline)."""
-        out: list[str] = []
-        length = 0
-        deadline = self.cpu_deadline
-        for chunk in chunks:
-            length += len(chunk)
-            if length > room:  # characters: each is at least one byte
-                raise OverLimit("output")
-            if deadline is not None and time.thread_time() > deadline:
-                raise OverLimit("cpu")
-            out.append(chunk)
-        text = "".join(out)
-        if length * 4 > room and _size(text) > room:
-            raise OverLimit("output")
-        return text
-
 
 class _TrialFailed(Exception):
     pass
+
+
+def _stream(chunks: Iterator[str], room: int, cpu_deadline: float | None) -> str:
+    """Join ``chunks``, refusing as soon as they pass ``room`` bytes (or the CPU deadline)."""
+    out: list[str] = []
+    keep = out.append
+    length = 0
+    for chunk in chunks:
+        length += len(chunk)
+        if length > room:  # characters: each is at least one byte
+            raise OverLimit("output")
+        keep(chunk)
+        # Reading the thread's CPU time is a system call: every 16 pieces is enough.
+        if cpu_deadline is not None and not len(out) & 15 and _render_time() > cpu_deadline:
+            raise OverLimit("cpu")
+    text = "".join(out)
+    if length * 4 > room and _size(text) > room:
+        raise OverLimit("output")
+    return text
+
+
+class _Collections(threading.local):
+    """CPU time this thread spent collecting garbage, which ``run_here`` does not count: a
+    full collection of the API's heap takes about 100 ms of CPU on the dev box, and twice
+    in 25,000 signups under load one made a built-in subject "over its CPU limit"."""
+
+    started = 0.0
+    spent = 0.0
+
+
+_COLLECTIONS = _Collections()
+
+
+def _collecting(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _COLLECTIONS.started = time.thread_time()
+    else:
+        _COLLECTIONS.spent += time.thread_time() - _COLLECTIONS.started
+
+
+gc.callbacks.append(_collecting)
+
+
+def _render_time() -> float:
+    """This thread's CPU time, less what it spent collecting garbage."""
+    return time.thread_time() - _COLLECTIONS.spent
 
 
 def run_here(sandbox: Sandbox, job: Job) -> Outcome:
@@ -372,24 +407,24 @@ def run_here(sandbox: Sandbox, job: Job) -> Outcome:
     No timer or address-space limit here: the CPU limit is checked against this
     thread's CPU time as each piece of output is produced, and the output limit
     as it grows; memory is bounded by the data (the request body limit) and the
-    output. Not thread-safe: the caller holds a lock.
+    output.
     """
     compiled = sandbox.compile(job)
     if isinstance(compiled, Outcome):
         return compiled
-    sandbox.cpu_deadline = time.thread_time() + job.budget.cpu_ms / 1000
     try:
-        return sandbox.render(job, compiled)
+        return sandbox.render(job, compiled, _render_time() + job.budget.cpu_ms / 1000)
     finally:
-        sandbox.cpu_deadline = None
         sandbox.keep(job, compiled)
 
 
 def _size(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    """UTF-8 bytes of ``text``."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _over(job: Job, part: str, limit: Limit, compiling: bool = False) -> Outcome:
+def over(job: Job, part: str, limit: Limit, compiling: bool = False) -> Outcome:
+    """The ``Outcome`` of ``job`` going over ``limit`` in ``part``."""
     what = job.budget.describe(limit, compiling)
     return Outcome.refused(limit, f"template {job.name!r} {part}: over {what}",
                            ((part, f"is over {what}"),))  # fmt: skip
@@ -398,168 +433,3 @@ def _over(job: Job, part: str, limit: Limit, compiling: bool = False) -> Outcome
 def _refuse(job: Job, kind: Kind, part: str, problem: str) -> Outcome:
     problem = scrub(problem)
     return Outcome.refused(kind, f"template {job.name!r} {part}: {problem}", ((part, problem),))
-
-
-# -- the render process ----------------------------------------------------------------
-
-
-class Wire:
-    """Pickled values, each after its length (4 bytes), over a socket; both ends use it.
-
-    ``take`` returns ``(value,)`` once a whole value has arrived, else None,
-    and ``fill`` reads what there is: most answers arrive in one read.
-    """
-
-    HEADER = struct.Struct("!I")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = bytearray()
-        self._chunk = bytearray(1 << 16)
-
-    def send(self, value: object) -> bytes:
-        """Send ``value``; returns what a non-blocking socket did not take yet."""
-        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        frame = self.HEADER.pack(len(payload)) + payload
-        if self.sock.getblocking():
-            self.sock.sendall(frame)
-            return b""
-        try:
-            sent = self.sock.send(frame)
-        except BlockingIOError:
-            sent = 0
-        return frame[sent:]
-
-    def take(self) -> tuple[object] | None:
-        if len(self._buffer) < self.HEADER.size:
-            return None
-        (size,) = self.HEADER.unpack_from(self._buffer)
-        end = self.HEADER.size + size
-        if len(self._buffer) < end:
-            return None
-        value = pickle.loads(memoryview(self._buffer)[self.HEADER.size : end])
-        del self._buffer[:end]
-        return (value,)
-
-    def fill(self) -> None:
-        self._got(self.sock.recv_into(self._chunk))
-
-    async def fill_async(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._got(await loop.sock_recv_into(self.sock, self._chunk))
-
-    def _got(self, count: int) -> None:
-        if count == 0:
-            raise EOFError
-        self._buffer += memoryview(self._chunk)[:count]
-
-    def receive(self) -> object:
-        """The next value, blocking."""
-        while (value := self.take()) is None:
-            self.fill()
-        return value[0]
-
-
-_armed = False
-
-
-def _cpu_spent(signum: int, frame: object) -> None:
-    if _armed:
-        raise CpuSpent
-
-
-def _arm(seconds: float) -> None:
-    """SIGPROF raises ``CpuSpent`` after ``seconds`` of CPU; SIGVTALRM, left to its default
-    action, ends the process at twice that, should C code keep Python from raising."""
-    global _armed
-    _armed = True
-    signal.setitimer(signal.ITIMER_VIRTUAL, 2 * seconds + 0.05)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-
-
-def _disarm() -> None:
-    global _armed
-    _armed = False
-    signal.setitimer(signal.ITIMER_PROF, 0)
-    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-
-
-def run_budgeted(sandbox: Sandbox, job: Job) -> Outcome:
-    """Compile (``COMPILE_FACTOR`` times the CPU limit), then render (the CPU limit)."""
-    seconds = job.budget.cpu_ms / 1000
-    compiled: dict[str, jinja2.Template] | Outcome = {}
-    compiling = True
-    try:
-        _arm(seconds * COMPILE_FACTOR)
-        compiled = sandbox.compile(job)
-        _disarm()
-        if isinstance(compiled, Outcome):
-            return compiled
-        compiling = False
-        _arm(seconds)
-        outcome = sandbox.render(job, compiled)
-        _disarm()
-    except CpuSpent:
-        _disarm()
-        outcome = _over(job, sandbox.part, "cpu", compiling=compiling)
-    if isinstance(compiled, dict):
-        sandbox.keep(job, compiled)
-    return outcome
-
-
-#: A render process replaces itself after this many jobs, or once its address space has
-#: grown by half its memory budget beyond its cache (what a MemoryError or the allocator
-#: left behind), so a long life never eats into the budget of later jobs.
-MAX_JOBS = 10_000
-
-
-def main(fd: int) -> None:
-    """Entry point of a render process (``render_pool._Process``): serve on socket ``fd``."""
-    serve(Wire(socket.socket(fileno=fd)))
-
-
-def serve(wire: Wire) -> None:
-    """The render process: take a ``Job``, send back its ``Outcome``, until the socket closes.
-
-    Before each job the address space is capped at what the process holds
-    then plus the job's memory budget: RLIMIT_AS turns an allocation past it
-    into a MemoryError.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which ends us
-    signal.signal(signal.SIGPROF, _cpu_spent)
-    signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a killed render dumps no core
-    sandbox = Sandbox()
-    warm = Job("warm-up", (("text", "{{ x }}", False), ("html", "{{ x }}", True)), {"x": 1},
-               Budget())  # fmt: skip
-    run_budgeted(sandbox, warm)
-    statm = os.open("/proc/self/statm", os.O_RDONLY)
-    base = size = _address_space(statm)
-    wire.send(READY)
-    for done in range(1, MAX_JOBS + 1):
-        try:
-            job = wire.receive()
-        except (EOFError, OSError):
-            return
-        assert isinstance(job, Job)
-        budget = job.budget.memory_mb * MIB
-        # The job's data is in, so it counts against the budget: a fair price for its size.
-        resource.setrlimit(resource.RLIMIT_AS, (size + budget, resource.RLIM_INFINITY))
-        try:
-            outcome = run_budgeted(sandbox, job)
-        except MemoryError:
-            outcome = _over(job, sandbox.part, "memory")
-        del job
-        size = _address_space(statm)
-        if done == MAX_JOBS or size > base + CACHE_BYTES + budget // 2:
-            outcome = replace(outcome, retire=True)
-        try:
-            wire.send(outcome)
-        except OSError:
-            return
-        if outcome.retire:
-            return
-
-
-def _address_space(statm: int) -> int:
-    """Bytes of address space the process holds (the first field of ``/proc/self/statm``)."""
-    return int(os.pread(statm, 64, 0).split()[0]) * resource.getpagesize()

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -189,47 +188,42 @@ class Renderer:
     def __init__(self, pool: RenderPool | None = None) -> None:
         self.pool = pool or RenderPool()
         self._here = Sandbox()
-        self._here_lock = threading.Lock()
 
     def check(self, draft: TemplateDraft, budget: Budget | None = None, tenant: str = "") -> None:
         """Refuse a draft that cannot render: a syntax error, parts its channel forbids, or
         a budget it breaks whatever its data."""
-        _settle(draft.name, self.pool.run(tenant, _trial(draft, budget)))
+        _settle(draft.name, self.pool.run(tenant, _trial_job(draft, budget)))
 
     async def check_async(
         self, draft: TemplateDraft, budget: Budget | None = None, tenant: str = ""
     ) -> None:
-        _settle(draft.name, await self.pool.run_async(tenant, _trial(draft, budget)))
+        _settle(draft.name, await self.pool.run_async(tenant, _trial_job(draft, budget)))
 
     def render(
         self, template: Template | TemplateDraft, data: Mapping[str, Any],
         budget: Budget | None = None, tenant: str = "",
     ) -> Rendered:  # fmt: skip
         """Render every part, or raise naming every variable the data lacks."""
-        job = _job(template, data, budget)
+        job = _render_job(template, data, budget)
         if _builtin(template):
-            return _rendered(template.name, self._render_here(job))
+            return _rendered(template.name, run_here(self._here, job))
         return _rendered(template.name, self.pool.run(tenant, job))
 
     async def render_async(
         self, template: Template | TemplateDraft, data: Mapping[str, Any],
         budget: Budget | None = None, tenant: str = "",
     ) -> Rendered:  # fmt: skip
-        job = _job(template, data, budget)
+        job = _render_job(template, data, budget)
         if _builtin(template):
-            return _rendered(template.name, await asyncio.to_thread(self._render_here, job))
+            return _rendered(template.name, await asyncio.to_thread(run_here, self._here, job))
         return _rendered(template.name, await self.pool.run_async(tenant, job))
-
-    def _render_here(self, job: Job) -> Outcome:
-        with self._here_lock:
-            return run_here(self._here, job)
 
 
 def _builtin(template: Template | TemplateDraft) -> bool:
     return isinstance(template, Template) and template.builtin
 
 
-def _trial(draft: TemplateDraft, budget: Budget | None) -> Job:
+def _trial_job(draft: TemplateDraft, budget: Budget | None) -> Job:
     if not NAME.match(draft.name):
         raise TemplateInvalid(
             f"{draft.name!r} is not a template name",
@@ -246,7 +240,9 @@ def _trial(draft: TemplateDraft, budget: Budget | None) -> Job:
     return Job(draft.name, parts, None, budget or Budget())
 
 
-def _job(template: Template | TemplateDraft, data: Mapping[str, Any], budget: Budget | None) -> Job:
+def _render_job(
+    template: Template | TemplateDraft, data: Mapping[str, Any], budget: Budget | None
+) -> Job:
     parts = tuple(_parts(template.subject, template.body, template.html))
     return Job(template.name, parts, data, budget or Budget())
 

@@ -113,7 +113,6 @@ async def test_ten_nested_loops_at_once_leave_the_server_and_other_tenants_serve
             refused(reply, "CPU time limit", "spin")
             assert took < QUICK
         limit = max(0.2, 3 * p99(baseline))
-        print("P99", p99(baseline), p99(during), len(answers))
         assert p99(during) < limit, (p99(during), p99(baseline))
         # Recovered: the same template renders when its loops are small.
         assert (await preview(h, "spin", {"n": 3})).json()["data"]["text"] == "done"
