@@ -74,7 +74,7 @@ class KeyRing:
         if known is None or now - known.fetched > self.ttl:
             known = await self._refresh(digest)
         key = known.key
-        if key is None or (key.expires_at is not None and key.expires_at <= now):
+        if key is None or not key.usable(now):
             return None
         if now - self._touched.get(key.id, 0.0) >= TOUCH_EVERY:
             self._touch(key.id, now)

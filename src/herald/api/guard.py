@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..access import Principal, check_tenant, parse_rate
 from ..access import Scope as Permission
 from ..config import Settings
+from ..dashboard.sessions import COOKIE
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT
 from .authz import is_public
@@ -340,8 +341,6 @@ def _cookie(raw: bytes) -> str | None:
         jar.load(raw.decode("latin-1"))
     except Exception:  # a malformed Cookie header is no session
         return None
-    from ..dashboard.sessions import COOKIE
-
     morsel = jar.get(COOKIE)
     return str(morsel.value) if morsel else None
 
