@@ -40,6 +40,7 @@ class _Bounded(HttpToolsProtocol):
         self._head_size = 0  # the parsed head: request line and headers
         self._refused = False
         self._heads = 0  # heads parsed on this connection
+        self._ended = 0  # messages ended on this connection
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -55,9 +56,11 @@ class _Bounded(HttpToolsProtocol):
             self._arm(self.head_timeout)  # a new request's head starts now
         if self._refused:
             return
-        heads = self._heads
+        heads, ended = self._heads, self._ended
         super().data_received(data)
-        if self._heads != heads:  # a head ended in this read: what follows is a body or new
+        if self._heads != heads or self._ended != ended:
+            # A head or a whole message ended in this read: what this read holds
+            # is a body or the start of the next head, bounded by the read itself.
             self._head_bytes = 0
         elif self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
@@ -92,6 +95,7 @@ class _Bounded(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_head = True
+        self._ended += 1
         self._disarm()
         if not self._refused:
             super().on_message_complete()

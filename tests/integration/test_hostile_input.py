@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from herald.models import Channel, NewNotification
+from tests.conftest import ADMIN_KEY
 
 every_store = pytest.mark.every_store
 
@@ -150,6 +152,37 @@ async def test_an_oversized_head_gets_431(herald: Any) -> None:
             assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
         fine = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         assert (await asyncio.to_thread(raw_request, h.url, fine)).startswith(b"HTTP/1.1 200")
+
+
+@every_store
+async def test_a_large_body_read_apart_from_its_head_is_not_a_head(herald: Any) -> None:
+    """The end of a body arriving in one large read is body, not the next request's head."""
+    async with herald(deliver=False) as h:
+        host, port = h.url.removeprefix("http://").split(":")
+        items = [email(message="b" * 600) for _ in range(1000)]
+        body = orjson.dumps({"notifications": items})
+        assert len(body) > 4 * 65_536
+        head = (b"POST /api/notifications/bulk HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+
+        def send() -> bytes:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(head)
+                time.sleep(0.2)  # the head is read alone; the body follows in large reads
+                sock.sendall(body)
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            return answer
+
+        answer = await asyncio.to_thread(send)
+        assert answer.startswith(b"HTTP/1.1 201") or answer.startswith(b"HTTP/1.1 207"), answer[
+            :300
+        ]
+        assert await total(h) == 1000
 
 
 @every_store
