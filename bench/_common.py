@@ -2,10 +2,8 @@
 
 Free ports, temporary directories, starting a Herald process with an environment
 built from scratch and stopping it again (by its own pid only), CPU pinning with
-``taskset``, a process's peak RSS, read-only SQLite access, and reporting: an
-aligned block of figures, one greppable ``RESULT`` line, an entry appended to
-``bench/results/<name>.json`` (git-ignored) and, for ``run_all.py``, an optional
-summary file.
+``taskset``, a process's peak RSS and read-only SQLite access. Reporting and
+the command line are in ``_report.py``.
 
 Herald wants a credential on every route but ``GET /api/health``. Every Herald
 a benchmark starts through ``herald_env`` takes ``ADMIN_KEY`` (a fresh random
@@ -16,12 +14,9 @@ secret for each benchmark process, never written anywhere) as its
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -33,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -42,6 +37,8 @@ from typing import IO, Any
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+#: The stores a benchmark can run on (``_stores.py`` makes them).
+STORES = ("sqlite", "postgres")
 
 
 #: This process's admin key, given to every Herald it starts (HERALD_ADMIN_KEY). An
@@ -393,131 +390,11 @@ def sample_email(n: int = 0) -> dict[str, Any]:
     }
 
 
-# -- reporting -----------------------------------------------------------------
-
-
-def fmt_int(value: int) -> str:
-    return f"{value:,}"
-
-
-def fmt_mib(kib: int | None) -> str:
-    return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
-
-
-def print_figures(title: str, figures: Mapping[str, str]) -> None:
-    """An aligned block: the title, then one ``label  value`` line per figure."""
-    width = max((len(label) for label in figures), default=0)
-    print(f"\n{title}")
-    for label, value in figures.items():
-        print(f"  {label:<{width}}  {value}")
-
-
-def print_result_line(name: str, metrics: Mapping[str, object]) -> None:
-    """One greppable line: ``RESULT name key=value ...``."""
-    parts = " ".join(f"{key}={_compact(value)}" for key, value in metrics.items())
-    print(f"RESULT {name} {parts}")
-
-
-def _compact(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, Mapping):
-        return ",".join(f"{k}:{_compact(v)}" for k, v in value.items())
-    return str(value).replace(" ", "_")
-
-
-def git_revision() -> str | None:
-    """The short revision, ``-dirty`` when tracked files have changes; None outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}-dirty" if dirty else head
-
-
-def record(
-    name: str,
-    params: Mapping[str, object],
-    metrics: Mapping[str, object],
-    ok: bool,
-) -> Path:
-    """Append one run to ``bench/results/<name>.json`` (a JSON list); returns the path."""
-    entry = {
-        "benchmark": name,
-        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git": git_revision(),
-        "host": {
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-        },
-        "ok": ok,
-        "params": dict(params),
-        "metrics": dict(metrics),
-    }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    runs: list[Any] = []
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text())
-            if not isinstance(loaded, list):
-                raise ValueError("not a list")
-            runs = loaded
-        except ValueError as exc:
-            aside = path.with_suffix(f".broken-{int(time.time())}.json")
-            path.rename(aside)
-            print(f"warning: {path} was unreadable ({exc}); moved to {aside.name}")
-    runs.append(entry)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(runs, indent=2) + "\n")
-    partial.replace(path)
-    return path
-
-
-def add_reporting_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="do not append this run to bench/results/<name>.json",
-    )
-    parser.add_argument(
-        "--summary-json",
-        type=Path,
-        metavar="PATH",
-        help="also write this run's figures to PATH as JSON (run_all.py uses it)",
-    )
-
-
-def report(
-    args: argparse.Namespace,
-    name: str,
-    title: str,
-    figures: Mapping[str, str],
-    metrics: Mapping[str, object],
-    params: Mapping[str, object],
-    ok: bool,
-) -> None:
-    """Print the figures and the RESULT line; record them where the flags say."""
-    print_figures(title, figures)
-    print_result_line(name, {"ok": ok, **metrics})
-    if not args.no_record:
-        path = record(name, params, metrics, ok)
-        print(f"recorded in {path.relative_to(ROOT)}")
-    if args.summary_json is not None:
-        summary = {"benchmark": name, "ok": ok, "figures": dict(figures), "metrics": dict(metrics)}
-        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+def stop_all(services: Iterable[Service | None]) -> None:
+    """Stop each service in turn (None: never started), warning of an unclean exit."""
+    for service in services:
+        if service is None:
+            continue
+        code = service.stop()
+        if not service.stopped_cleanly():
+            print(f"warning: {service.name} exited with code {code}\n{service.log_tail()}")

@@ -13,7 +13,7 @@ import platform
 import sqlite3
 from pathlib import Path
 
-from _common import git_revision
+from _report import git_revision
 from _stores import ADMIN_URL
 
 

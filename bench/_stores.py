@@ -20,11 +20,11 @@ from typing import Any
 
 import asyncpg
 
-from _common import sqlite_readonly
+from _common import STORES, sqlite_readonly
 from herald.store.base import Store
 
 ADMIN_URL = os.environ.get("POSTGRES_BENCH_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-STORES = ("sqlite", "postgres")
+__all__ = ["ADMIN_URL", "STORES", "Database", "admin", "database"]
 
 
 class Database:

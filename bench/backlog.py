@@ -28,11 +28,11 @@ one share the machine's CPUs as a real install would.
 
 Once everything is delivered the peak RSS (VmHWM) of each process is read
 and they are stopped. The store then gives each CRITICAL's ``sent_at`` (taken
-by the worker when the provider accepts the message) and, from the audit rows
-written when a notification is claimed, the time each LOW row left the queue.
+by the worker when the provider accepts the message) and, from the time a claim
+stamps on its row (``claimed_at``), the time each LOW row left the queue.
 A CRITICAL counts as sent behind the backlog when LOW rows were still queued
 at its due time; only those are in the figures: latency = sent_at - due time,
-p50/p95/p99/max, split at the CRITICAL's claim (its audit row) into time
+p50/p95/p99/max, split at the CRITICAL's claim (its ``claimed_at``) into time
 waiting to be claimed and time inside the worker. Also reported: the LOW rows
 still queued when the last counted CRITICAL was SENT (the proof that it
 overtook them), and the LOW delivery rate (first to last SENT).
@@ -45,7 +45,6 @@ backlog (if the backlog drains first, raise --critical-rate).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import sys
@@ -58,17 +57,12 @@ import orjson
 from _common import (
     BenchError,
     Service,
-    add_reporting_args,
-    exit_on_sigterm,
-    fmt_int,
-    fmt_mib,
     free_port,
     herald_env,
     http_json,
-    line_buffered,
-    report,
     sample_email,
     start_herald,
+    stop_all,
     temp_dir,
     wait_healthy,
 )
@@ -84,7 +78,8 @@ from _load import (
     run_async,
     wait_delivered,
 )
-from _stores import STORES, Database, database
+from _report import Options, exit_with, finish, fmt_int, fmt_mib, prepare
+from _stores import Database, database
 
 NAME = "backlog"
 PATH = "/api/notifications"
@@ -101,11 +96,11 @@ LOW_QUEUED_QUERY = (
     "SELECT EXISTS (SELECT 1 FROM notifications"
     f" WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND priority = {LOW})"
 )
-# When each row of a priority was claimed, i.e. left the queue (the audit row a claim
-# writes; one claim each, since the provider never fails).
+# When each row of a priority was claimed, i.e. left the queue (the time a claim stamps
+# on the row; one claim each, since the provider never fails).
 CLAIMS_QUERY = (
-    "SELECT a.notification_id, a.at FROM audit a JOIN notifications n ON n.id = a.notification_id"
-    " WHERE a.status = 'PROCESSING' AND n.priority = {priority}"
+    "SELECT id, claimed_at FROM notifications"
+    " WHERE claimed_at IS NOT NULL AND priority = {priority}"
 )
 
 
@@ -191,54 +186,46 @@ def post_ok(port: int, path: str) -> None:
         raise BenchError(f"POST {path} answered {status}: {body}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument(
-        "-n", "--count", type=int, default=100_000, help="LOW notifications (default: %(default)s)"
-    )
-    parser.add_argument(
+def parse_args() -> Options:
+    options = Options(__doc__)
+    options.count(100_000, "LOW notifications")
+    options.add_argument(
         "--criticals",
         type=int,
         default=200,
         help="CRITICAL notifications to send behind the backlog (default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--critical-rate",
         type=float,
         default=50.0,
         help="CRITICAL notifications per second, open loop (default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--clients",
         type=int,
         default=4,
         help="concurrent bulk requests while loading the backlog (default: %(default)s)",
     )
-    parser.add_argument(
-        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
-    )
-    parser.add_argument(
+    options.store()
+    options.add_argument(
         "--layout",
         choices=LAYOUTS,
         default=None,
         help="'up': one `herald up` process; 'split': `herald api` and `herald worker` "
         "(default: up on sqlite, split on postgres, as each is deployed)",
     )
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if args.layout is None:
-        args.layout = "up" if args.store == "sqlite" else "split"
-    if min(args.count, args.criticals, args.clients) < 1 or args.critical_rate <= 0:
-        parser.error("--count, --criticals, --critical-rate and --clients must be positive")
-    return args
+    return options
 
 
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = parse_args()
+    args = options.parse()
+    if args.layout is None:
+        args.layout = "up" if args.store == "sqlite" else "split"
+    if min(args.count, args.criticals, args.clients) < 1 or args.critical_rate <= 0:
+        options.error("--count, --criticals, --critical-rate and --clients must be positive")
+    prepare()
     print(
         f"backlog: {args.count:,} LOW through the bulk API, then {args.criticals:,} CRITICAL at "
         f"{args.critical_rate:g}/s while they drain; {args.store}, layout {args.layout}, "
@@ -289,10 +276,7 @@ def main() -> int:
                 print(f"{service.name} log:\n{service.log_tail()}", file=sys.stderr)
             return 1
         finally:
-            for service in reversed(services):
-                code = service.stop()
-                if not service.stopped_cleanly():
-                    print(f"warning: {service.name} exited with code {code}\n{service.log_tail()}")
+            stop_all(reversed(services))
         stored = deliveries(db)
         low_claims = sorted(at for _, at in db.rows(CLAIMS_QUERY.format(priority=LOW)))
         critical_claims = {
@@ -400,15 +384,13 @@ def main() -> int:
     title = "backlog (CRITICAL behind LOW, " + (
         "one herald up process)" if args.layout == "up" else "herald api + herald worker)"
     )
-    report(args, NAME, title, figures, metrics, params, ok)
-    if not ok:
-        print(
-            f"FAIL: {len(failed)} CRITICAL requests failed; {len(latencies)} of "
-            f"{args.criticals} CRITICAL sent behind the backlog; {once:,} of {expected:,} "
-            "SENT exactly once"
-        )
-    return 0 if ok else 1
+    failures = [] if ok else [
+        f"{len(failed)} CRITICAL requests failed; {len(latencies)} of "
+        f"{args.criticals} CRITICAL sent behind the backlog; {once:,} of {expected:,} "
+        "SENT exactly once"
+    ]  # fmt: skip
+    return finish(args, NAME, title, figures, metrics, params, failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -27,33 +27,28 @@ less than the rate when other work shares the CPU, and herald's peak RSS.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 
 import httpx
 
 from _common import (
     BenchError,
-    add_reporting_args,
     choose_pinning,
     cpu_seconds,
     credential_headers,
-    exit_on_sigterm,
-    fmt_mib,
     free_port,
     herald_env,
-    line_buffered,
-    report,
     sample_email,
     start_herald,
+    stop_all,
     temp_dir,
     wait_healthy,
 )
-from _stores import STORES, Database, database
+from _report import Options, exit_with, finish, fmt_mib, prepare
+from _stores import Database, database
 
 NAME = "bulk"
 PATH = "/api/notifications/bulk"
@@ -97,26 +92,17 @@ def request_body(size: int) -> bytes:
     return ('{"notifications":[' + ",".join([item] * size) + "]}").encode()
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--size", type=int, default=1000, help="items per request (%(default)s)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (%(default)s)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds (%(default)s)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument(
-        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
-    )
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if not 1 <= args.size <= 1000 or args.clients < 1 or args.duration <= 0:
-        parser.error("--size must be 1..1000, --clients and --duration positive")
-    return args
-
-
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = Options(__doc__)
+    options.add_argument("--size", type=int, default=1000, help="items per request (%(default)s)")
+    options.add_argument("--clients", type=int, default=4, help="concurrent clients (%(default)s)")
+    options.add_argument("--duration", type=float, default=10, help="seconds (%(default)s)")
+    options.no_pin()
+    options.store()
+    args = options.parse()
+    if not 1 <= args.size <= 1000 or args.clients < 1 or args.duration <= 0:
+        options.error("--size must be 1..1000, --clients and --duration positive")
+    prepare()
     pinning = choose_pinning(not args.no_pin)
     if pinning.client_cpu is not None:
         os.sched_setaffinity(0, {pinning.client_cpu})
@@ -144,9 +130,7 @@ def main() -> int:
             stored = count_rows(db) - before
             peak = herald.peak_rss_kib()
         finally:
-            code = herald.stop()
-            if not herald.stopped_cleanly():
-                print(f"warning: herald api exited with code {code}\n{herald.log_tail()}")
+            stop_all([herald])
     latencies.sort()
     rate = acknowledged / elapsed
     cpu_us = None
@@ -170,21 +154,10 @@ def main() -> int:
                "peak_rss_kib": peak}  # fmt: skip
     params = {"size": args.size, "clients": args.clients, "duration_s": args.duration,
               "pinning": pinning.description, "store": args.store}  # fmt: skip
-    report(
-        args,
-        NAME,
-        f"bulk ingest (durable, {args.size:,} per request)",
-        figures,
-        metrics,
-        params,
-        ok,
-    )
-    return 0 if ok else 1
+    title = f"bulk ingest (durable, {args.size:,} per request)"
+    failed = [] if ok else [f"{stored:,} rows stored for {acknowledged:,} acknowledged"]
+    return finish(args, NAME, title, figures, metrics, params, failed)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

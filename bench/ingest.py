@@ -56,7 +56,6 @@ other work shares the CPU, and herald's peak RSS.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import re
@@ -64,31 +63,28 @@ import shutil
 import subprocess
 import sys
 import time
+from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
     ADMIN_KEY,
     BenchError,
-    add_reporting_args,
     choose_pinning,
     cpu_seconds,
     credential_headers,
-    exit_on_sigterm,
-    fmt_int,
-    fmt_mib,
     free_port,
     herald_env,
     http_json,
-    line_buffered,
-    report,
     sample_email,
     start_herald,
+    stop_all,
     taskset_prefix,
     temp_dir,
     wait_healthy,
 )
-from _stores import STORES, Database, database
+from _report import Options, exit_with, finish, fmt_int, fmt_mib, prepare
+from _stores import Database, database
 
 NAME = "ingest"
 PATH = "/api/notifications"
@@ -283,47 +279,35 @@ def credential(mode: str, base: str) -> str | None:
     return ADMIN_KEY if mode == "admin-env" else None
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument(
-        "-t", "--threads", type=int, default=1, help="wrk threads (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-c", "--connections", type=int, default=64, help="wrk connections (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-d", "--duration", type=int, default=10, help="measured seconds (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=3, help="warm-up seconds, 0 for none (default: %(default)s)"
-    )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument(
-        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
-    )
-    parser.add_argument(
+def parse_args() -> Options:
+    options = Options(__doc__)
+    options.wrk_load()
+    options.no_pin()
+    options.store()
+    options.add_argument(
         "--auth",
         choices=AUTH_MODES,
         default="key",
         help="the credential: a stored key, the admin key from the environment, or "
         "HERALD_AUTH=off and none (default: %(default)s)",
     )
-    parser.add_argument("--wrk", default="wrk", help="the wrk executable (default: %(default)s)")
-    add_reporting_args(parser)
-    args = parser.parse_args()
+    options.wrk()
+    return options
+
+
+def check_wrk_load(options: Options, args: Namespace) -> None:
+    """The wrk options ``Options.wrk_load`` adds must make a run (limits.py checks them too)."""
     if args.threads < 1 or args.connections < args.threads:
-        parser.error("need at least one thread and no fewer connections than threads")
-    if args.duration < 1 or args.warmup < 0:
-        parser.error("--duration must be at least 1 and --warmup not negative")
-    return args
+        options.error("need at least one thread and no fewer connections than threads")
 
 
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = parse_args()
+    args = options.parse()
+    check_wrk_load(options, args)
+    if args.duration < 1 or args.warmup < 0:
+        options.error("--duration must be at least 1 and --warmup not negative")
+    prepare()
     wrk = shutil.which(args.wrk)
     if wrk is None:
         print(f"error: {args.wrk!r} not found (Debian: apt-get install wrk)", file=sys.stderr)
@@ -368,13 +352,8 @@ def main() -> int:
             api_status, stats = http_json("GET", base + "/api/notifications/stats/system", key=key)
             api_total = stats["data"]["total"] if api_status == 200 and stats else None
             peak_rss = herald.peak_rss_kib()
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
         finally:
-            code = herald.stop()
-            if not herald.stopped_cleanly():
-                print(f"warning: herald api exited with code {code}\n{herald.log_tail()}")
+            stop_all([herald])
 
     rows = rows_after - rows_before
     durable = rows >= run.ok_2xx
@@ -382,7 +361,6 @@ def main() -> int:
     cpu_us = None
     if cpu_before is not None and cpu_after is not None and run.requests:
         cpu_us = round((cpu_after - cpu_before) / run.requests * 1e6, 1)
-    ok = durable and run.ok_2xx > 0 and not refused
     figures = {
         "store": args.store,
         "credential": AUTH_MODES[args.auth],
@@ -428,15 +406,16 @@ def main() -> int:
         "store": args.store,
         "auth": args.auth,
     }
-    report(
-        args, NAME, "ingest (durable, one notification per request)", figures, metrics, params, ok
-    )
+    failures = []
     if not durable:
-        print(f"FAIL: {run.ok_2xx} requests answered 2xx but only {rows} rows were stored")
+        failures.append(f"{run.ok_2xx} requests answered 2xx but only {rows} rows were stored")
     if refused:
-        print(f"FAIL: {refused} requests were refused for their credential (401, 403, 429)")
-    return 0 if ok else 1
+        failures.append(f"{refused} requests were refused for their credential (401, 403, 429)")
+    if not run.ok_2xx:
+        failures.append("no request answered 2xx")
+    title = "ingest (durable, one notification per request)"
+    return finish(args, NAME, title, figures, metrics, params, failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -38,27 +38,19 @@ Checks: no request failed or answered other than 201, and every id answered
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 import orjson
 
 from _common import (
-    BenchError,
-    add_reporting_args,
     choose_pinning,
     cpu_seconds,
-    exit_on_sigterm,
-    fmt_int,
-    fmt_mib,
     free_port,
     herald_env,
-    line_buffered,
-    report,
     sample_email,
     start_herald,
+    stop_all,
     temp_dir,
     wait_healthy,
 )
@@ -72,7 +64,8 @@ from _load import (
     run_async,
     wait_delivered,
 )
-from _stores import STORES, database
+from _report import Options, exit_with, finish, fmt_int, fmt_mib, prepare
+from _stores import database
 
 NAME = "latency"
 PATH = "/api/notifications"
@@ -95,46 +88,40 @@ async def generate(port: int, rate: float, count: int, max_connections: int) -> 
     return shots
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument(
+def parse_args() -> Options:
+    options = Options(__doc__)
+    options.add_argument(
         "--rate", type=float, default=833.0, help="requests per second (default: %(default)s)"
     )
-    parser.add_argument(
+    options.add_argument(
         "--duration", type=float, default=20.0, help="measured seconds (default: %(default)s)"
     )
-    parser.add_argument(
+    options.add_argument(
         "--warmup",
         type=float,
         default=3.0,
         help="seconds of requests before the measured ones, left out of the figures "
         "(default: %(default)s)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--max-connections",
         type=int,
         default=1000,
         help="the most connections the generator opens (default: %(default)s)",
     )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument(
-        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
-    )
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if args.rate <= 0 or args.warmup < 0 or args.max_connections < 1:
-        parser.error("--rate and --max-connections must be positive, --warmup not negative")
-    if args.duration * args.rate < 2:
-        parser.error("--duration is too short for two requests at --rate")
-    return args
+    options.no_pin()
+    options.store()
+    return options
 
 
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = parse_args()
+    args = options.parse()
+    if args.rate <= 0 or args.warmup < 0 or args.max_connections < 1:
+        options.error("--rate and --max-connections must be positive, --warmup not negative")
+    if args.duration * args.rate < 2:
+        options.error("--duration is too short for two requests at --rate")
+    prepare()
     pinning = choose_pinning(not args.no_pin)
     warm_count = round(args.warmup * args.rate)
     count = warm_count + round(args.duration * args.rate)
@@ -163,13 +150,8 @@ def main() -> int:
             waited = wait_delivered(db, [herald], DELIVERY_TIMEOUT)
             print(f"  all delivered {waited:.1f}s after the last answer")
             peak_rss = herald.peak_rss_kib()
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
         finally:
-            code = herald.stop()
-            if not herald.stopped_cleanly():
-                print(f"warning: herald up exited with code {code}\n{herald.log_tail()}")
+            stop_all([herald])
         stored = deliveries(db)
 
     accepted = {shot.index: shot.notification_id() for shot in shots if shot.status == 201}
@@ -205,6 +187,10 @@ def main() -> int:
     http = percentiles(http_ms, (50, 99))
     lags = percentiles([shot.lag * 1000 for shot in shots], (99, 100))
     ok = not failed and not unsent and not not_once and len(e2e_ms) == len(measured)
+    failures = [] if ok else [
+        f"{len(failed)} requests failed, {len(unsent)} accepted not SENT, "
+        f"{len(not_once)} without exactly one SENT audit row"
+    ]  # fmt: skip
 
     figures = {
         "store": args.store,
@@ -250,14 +236,9 @@ def main() -> int:
         "pinning": pinning.description,
         "store": args.store,
     }
-    report(args, NAME, "latency (herald up, POST -> SENT, open loop)", figures, metrics, params, ok)
-    if not ok:
-        print(
-            f"FAIL: {len(failed)} requests failed, {len(unsent)} accepted not SENT, "
-            f"{len(not_once)} without exactly one SENT audit row"
-        )
-    return 0 if ok else 1
+    title = "latency (herald up, POST -> SENT, open loop)"
+    return finish(args, NAME, title, figures, metrics, params, failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -20,8 +20,8 @@ What it measures, in four parts (``--only`` picks some):
   store would write. Durable ingest is judged against this figure.
 
 How: both database parts write into Herald's own schema (every migration of
-``herald.store.sql`` applied), notifications only (Herald also writes two audit
-rows per notification), rows made from ``sample_email()`` the way Herald's
+``herald.store.sql`` applied), notifications only (all Herald writes to create
+one: its history is read from the row), rows made from ``sample_email()`` the way Herald's
 stores make them (``records.fresh``: time-ordered ids, QUEUED). Rows are built
 before each transaction's clock starts, so the rates are the database's alone.
 Neither part is pinned; the benchmark process is the only client.
@@ -62,25 +62,22 @@ from _common import (
     BENCH_DIR,
     BenchError,
     Pinning,
-    add_reporting_args,
     choose_pinning,
-    exit_on_sigterm,
     free_port,
     herald_env,
     http_json,
-    line_buffered,
-    report,
     sample_email,
     start_service,
     taskset_prefix,
     temp_dir,
     wait_healthy,
 )
+from _report import Options, exit_with, finish, prepare
+from _seeded import new_notification
 from _stores import database
-from drain import new_notification
 from herald.store import records
 from herald.store.sql import migrations, queries
-from ingest import PATH, WrkRun, run_wrk, write_lua
+from ingest import PATH, WrkRun, check_wrk_load, run_wrk, write_lua
 
 NAME = "limits"
 PARTS = ("sqlite", "pg", "echo", "validate")
@@ -326,48 +323,34 @@ def http_part(app: str, label: str, run: WrkRun) -> Part:
 # -- main ----------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument(
+def parse_args() -> Options:
+    options = Options(__doc__)
+    options.add_argument(
         "--only",
         action="append",
         choices=PARTS,
         help="run only this part; repeat for several (default: all)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--rows",
         type=int,
         default=200_000,
         help="rows for the batched SQLite and COPY parts (default: %(default)s)",
     )
-    parser.add_argument(
-        "-t", "--threads", type=int, default=1, help="wrk threads (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-c", "--connections", type=int, default=64, help="wrk connections (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-d", "--duration", type=int, default=10, help="measured wrk seconds (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=3, help="warm-up seconds, 0 for none (default: %(default)s)"
-    )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument("--wrk", default="wrk", help="the wrk executable (default: %(default)s)")
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if args.rows < 1 or args.duration < 1 or args.warmup < 0:
-        parser.error("--rows and --duration must be at least 1, --warmup not negative")
-    if args.threads < 1 or args.connections < args.threads:
-        parser.error("need at least one thread and no fewer connections than threads")
-    args.only = [p for p in PARTS if p in (args.only or PARTS)]
-    return args
+    options.wrk_load("measured wrk seconds")
+    options.no_pin()
+    options.wrk()
+    return options
 
 
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = parse_args()
+    args = options.parse()
+    if args.rows < 1 or args.duration < 1 or args.warmup < 0:
+        options.error("--rows and --duration must be at least 1, --warmup not negative")
+    check_wrk_load(options, args)
+    args.only = [p for p in PARTS if p in (args.only or PARTS)]
+    prepare()
     wrk = shutil.which(args.wrk)
     if wrk is None and {"echo", "validate"} & set(args.only):
         print(f"error: {args.wrk!r} not found (Debian: apt-get install wrk)", file=sys.stderr)
@@ -406,7 +389,6 @@ def main() -> int:
     for part in parts.values():
         figures.update(part.figures)
         metrics.update(part.metrics)
-    ok = all(part.ok for part in parts.values())
     params = {
         "parts": args.only,
         "rows": args.rows,
@@ -417,12 +399,10 @@ def main() -> int:
         "warmup_s": args.warmup,
         "pinning": pinning.description,
     }
-    report(args, NAME, "limits of this machine", figures, metrics, params, ok)
-    if not ok:
-        failed = ", ".join(name for name, part in parts.items() if not part.ok)
-        print(f"FAIL: {failed}")
-    return 0 if ok else 1
+    failed = ", ".join(name for name, part in parts.items() if not part.ok)
+    failures = [failed] if failed else []
+    return finish(args, NAME, "limits of this machine", figures, metrics, params, failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

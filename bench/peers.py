@@ -73,19 +73,15 @@ from _common import (
     ROOT,
     BenchError,
     Service,
-    add_reporting_args,
     choose_pinning,
-    exit_on_sigterm,
-    fmt_int,
-    fmt_mib,
     free_port,
-    line_buffered,
-    report,
     start_service,
+    stop_all,
     taskset_prefix,
     temp_dir,
     wait_healthy,
 )
+from _report import Options, exit_with, finish, fmt_int, fmt_mib, prepare
 from _stores import ADMIN_URL, admin
 from ingest import PATH, probe, run_wrk, write_lua
 
@@ -280,9 +276,7 @@ def drain(
     finally:
         if watcher is not None:
             watcher.stop()
-        code = consumer.stop()
-        if not consumer.stopped_cleanly():
-            print(f"warning: {peer} consumer exited with code {code}\n{consumer.log_tail()}")
+        stop_all([consumer])
     if watched["done_at"] is not None:
         # The watcher's own clock: the moment it saw nothing left, not when we noticed it exit.
         drain_s = watched["done_at"] - started_at
@@ -374,31 +368,24 @@ def window_note(window: float | None, done: int, enqueued: int) -> str:
     return f" (window of {window:g} s: {done:,} of the {enqueued:,} enqueued done; rates on those)"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--peer", choices=PEERS, required=True)
-    parser.add_argument(
-        "-n", "--count", type=int, default=100_000, help="notifications (default: %(default)s)"
-    )
-    parser.add_argument(
+def parse_args() -> Options:
+    options = Options(__doc__)
+    options.add_argument("--peer", choices=PEERS, required=True)
+    options.count(100_000)
+    options.add_argument(
         "--threads",
         type=int,
         default=None,
         help="consumer worker threads (default: celery 8, huey 4; not for pgqueuer)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--batch-size",
         type=int,
         default=100,
         help="PgQueuer's jobs claimed per query (default: %(default)s)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=300.0,
-        help="stop enqueue + drain after this many seconds (default: %(default)s)",
-    )
-    parser.add_argument(
+    options.timeout(300.0, "stop enqueue + drain")
+    options.add_argument(
         "--window",
         type=float,
         default=None,
@@ -406,30 +393,28 @@ def parse_args() -> argparse.Namespace:
         help="give enqueueing and draining at most this long each, and take the rates on "
         "what was done (make bench: 40; default: no window, all N)",
     )
-    parser.add_argument(
+    options.add_argument(
         "--redis-url",
         default=DEFAULT_REDIS_URL,
         help="Celery's Redis database, flushed before and after (default: %(default)s)",
     )
-    parser.add_argument("--no-ingest", action="store_true", help="skip the endpoint's wrk run")
-    parser.add_argument(
+    options.add_argument("--no-ingest", action="store_true", help="skip the endpoint's wrk run")
+    options.add_argument(
         "-d", "--duration", type=int, default=10, help="wrk's measured seconds (default: 10)"
     )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin the endpoint and wrk")
-    parser.add_argument("--wrk", default="wrk", help="the wrk executable (default: %(default)s)")
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if args.count < 1 or args.timeout <= 0 or args.duration < 1 or (args.window or 1) <= 0:
-        parser.error("--count, --timeout and --duration must be positive")
-    if (args.threads is not None and args.threads < 1) or args.batch_size < 1:
-        parser.error("--threads and --batch-size must be positive")
-    return args
+    options.no_pin("do not pin the endpoint and wrk")
+    options.wrk()
+    return options
 
 
 def main() -> int:
-    args = parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    options = parse_args()
+    args = options.parse()
+    if args.count < 1 or args.timeout <= 0 or args.duration < 1 or (args.window or 1) <= 0:
+        options.error("--count, --timeout and --duration must be positive")
+    if (args.threads is not None and args.threads < 1) or args.batch_size < 1:
+        options.error("--threads and --batch-size must be positive")
+    prepare()
     wrk = shutil.which(args.wrk)
     if wrk is None and not args.no_ingest:
         print(f"error: {args.wrk!r} not found (Debian: apt-get install wrk)", file=sys.stderr)
@@ -445,15 +430,11 @@ def main() -> int:
 
     measured: Ingest | None = None
     with temp_dir("herald-bench-peer-") as work, peer_queue(args.peer, work, args) as env:
-        try:
-            deadline = time.monotonic() + args.timeout
-            drained = drain(args.peer, env, work, args.count, threads, deadline, args.window)
-            if not args.no_ingest:
-                assert wrk is not None
-                measured = ingest(args.peer, env, work, args, wrk)
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        deadline = time.monotonic() + args.timeout
+        drained = drain(args.peer, env, work, args.count, threads, deadline, args.window)
+        if not args.no_ingest:
+            assert wrk is not None
+            measured = ingest(args.peer, env, work, args, wrk)
 
     done = drained.successes
     active = (drained.last or 0.0) - (drained.first or 0.0)
@@ -516,11 +497,9 @@ def main() -> int:
         "ingest": not args.no_ingest,
     }
     title = f"peer {args.peer} (one consumer, zero-latency sink)"
-    report(args, f"peer-{args.peer}", title, figures, metrics, params, ok)
-    if not ok:
-        print(f"FAIL: expected {args.count:,} successful status records")
-    return 0 if ok else 1
+    failures = [] if ok else [f"expected {args.count:,} successful status records"]
+    return finish(args, f"peer-{args.peer}", title, figures, metrics, params, failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

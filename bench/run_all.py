@@ -20,7 +20,6 @@ otherwise.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import signal
@@ -32,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH_DIR, RESULTS_DIR, ROOT, exit_on_sigterm, line_buffered, temp_dir
+from _common import BENCH_DIR, RESULTS_DIR, ROOT, STORES, temp_dir
 from _machine import describe_machine
+from _report import Options, prepare
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN_MARK = "<!-- bench:begin (written by bench/run_all.py; edits inside are lost) -->"
 END_MARK = "<!-- bench:end -->"
-STORES = ("sqlite", "postgres")
 
 
 @dataclass(frozen=True)
@@ -429,7 +428,7 @@ def write_json(
 def main() -> int:
     labels = [b.label for b in BENCHMARKS]
     groups = sorted({b.group for b in BENCHMARKS})
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = Options(__doc__)  # its own --no-record: the reporting flags are the scripts'
     parser.add_argument(
         "--only",
         action="append",
@@ -443,8 +442,7 @@ def main() -> int:
         "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md's tables"
     )
     args = parser.parse_args()
-    line_buffered()
-    exit_on_sigterm()
+    prepare()
     command = (
         "make bench" if not args.only else " ".join(["python bench/run_all.py", *sys.argv[1:]])
     )

@@ -16,12 +16,12 @@ aiosmtpd's own SMTP server but for one thing: a plain ``<local@domain>``
 argument of MAIL FROM and RCPT TO is split by a regular expression rather
 than by aiosmtpd's address parser, which took about 45% of the sink's CPU
 and made the sink the limit (see ``sink_server_class``). N (default 20,000)
-EMAIL notifications are written straight into a fresh store (drain.py's
-``seed``), then `herald worker` is started with HERALD_EMAIL_PROVIDERS=smtp,
+EMAIL notifications are written straight into a fresh store (``_seeded.py``,
+as drain.py), then `herald worker` is started with HERALD_EMAIL_PROVIDERS=smtp,
 HERALD_SMTP_HOST=127.0.0.1, HERALD_SMTP_PORT=<the sink's>,
 HERALD_SMTP_TLS=none and Herald's default HERALD_SMTP_POOL_SIZE
 (``--pool-size`` overrides it), and the store is polled read-only every 0.2 s
-until no row is left to send (drain.py's ``wait_drained``).
+until no row is left to send.
 
 Pinning: with two CPUs and taskset, the worker is pinned to the first and the
 sink to the second, so the server on the other end of the wire does not take
@@ -42,7 +42,6 @@ accepted exactly N messages, from N different notifications.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -58,27 +57,21 @@ from typing import Any
 from _common import (
     BenchError,
     Service,
-    add_reporting_args,
     choose_pinning,
     cpu_seconds,
-    exit_on_sigterm,
-    fmt_int,
-    fmt_mib,
     free_port,
     herald_env,
-    line_buffered,
-    report,
-    start_herald,
     start_service,
+    stop_all,
     taskset_prefix,
     temp_dir,
 )
-from _stores import STORES, database
-from drain import POLL_INTERVAL, SAMPLE_URLS, inspect, seed, wait_drained
+from _report import Options, exit_with, finish, fmt_int, fmt_mib, prepare
+from _seeded import drain_with_workers, in_force, seed_timed
+from _stores import database
 from herald.config import Settings
 
 NAME = "smtp"
-SEED_CHUNK = 5_000
 TARGET_PER_S = 1_000
 ID_HEADER = b"\r\nX-Herald-Notification-Id: "
 #: ``<local@domain>`` and what follows it (MAIL FROM / RCPT TO parameters), for the sink.
@@ -208,52 +201,39 @@ def fmt_cpu(seconds: float | None, over: float) -> str:
     return f"{seconds:.2f} s{share}"
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args() -> Options:
     default_pool = Settings.model_fields["smtp_pool_size"].default
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument(
-        "-n", "--count", type=int, default=20_000, help="notifications (default: %(default)s)"
-    )
-    parser.add_argument(
+    options = Options(__doc__)
+    options.count(20_000)
+    options.add_argument(
         "--pool-size",
         type=int,
         default=None,
         help=f"HERALD_SMTP_POOL_SIZE (default: Herald's, {default_pool})",
     )
-    parser.add_argument(
-        "--store", choices=STORES, default="sqlite", help="the store (default: %(default)s)"
-    )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=300.0,
-        help="give up after this many seconds (default: %(default)s)",
-    )
-    parser.add_argument(
+    options.store()
+    options.no_pin()
+    options.timeout(300.0)
+    options.add_argument(
         "--sink",
         nargs=2,
         metavar=("PORT", "FILE"),
         help="run only the SMTP sink on PORT, writing its counts to FILE on SIGTERM "
         "(the benchmark starts itself this way)",
     )
-    add_reporting_args(parser)
-    args = parser.parse_args()
-    if args.count < 1 or args.timeout <= 0:
-        parser.error("--count and --timeout must be positive")
-    if args.pool_size is not None and args.pool_size < 1:
-        parser.error("--pool-size must be positive")
-    return args
+    return options
 
 
 def main() -> int:
-    args = parse_args()
+    options = parse_args()
+    args = options.parse()
+    if args.count < 1 or args.timeout <= 0:
+        options.error("--count and --timeout must be positive")
+    if args.pool_size is not None and args.pool_size < 1:
+        options.error("--pool-size must be positive")
     if args.sink is not None:
         return run_sink(int(args.sink[0]), Path(args.sink[1]))
-    line_buffered()
-    exit_on_sigterm()
+    prepare()
     pinning = choose_pinning(not args.no_pin)
     port = free_port()
     settings = {
@@ -263,9 +243,7 @@ def main() -> int:
         "smtp_tls": "none",
         "smtp_pool_size": args.pool_size,
     }
-    chosen = {k: v for k, v in settings.items() if v is not None}
-    effective = Settings(_env_file=None, database_url=SAMPLE_URLS[args.store], **chosen)
-    pool_size = effective.smtp_pool_size
+    pool_size = in_force(args.store, settings).smtp_pool_size
     print(
         f"smtp: {args.count:,} EMAIL notifications on {args.store}, one herald worker, "
         f"SMTP pool of {pool_size} sessions into an aiosmtpd sink on port {port}"
@@ -277,49 +255,31 @@ def main() -> int:
     print(f"pinning: {placement}")
 
     with temp_dir() as work, database(args.store, work) as db:
-        seed_started = time.monotonic()
-        asyncio.run(seed(db, args.count, SEED_CHUNK))
-        print(f"seeded {args.count:,} in {time.monotonic() - seed_started:.2f}s")
-
+        print(f"seeded {args.count:,} in {seed_timed(db, args.count):.2f}s")
         result_file = work / "sink.json"
         sink = start_sink(port, result_file, work, pinning.client_cpu)
-        worker: Service | None = None
+        cpu: dict[str, float | None] = {}
+
+        def measure(workers: list[Service]) -> None:
+            cpu["worker"], cpu["sink"] = cpu_seconds(workers[0].pid), cpu_seconds(sink.pid)
+
         try:
             ready = wait_listening(sink, port)
             print(f"smtp sink (pid {sink.pid}) listening after {ready:.2f}s")
-            wall_started = time.time()
-            started = time.monotonic()
             env = herald_env(db.url, **settings)
-            worker = start_herald("worker", env, work, pinning.server_cpu)
-            print(f"herald worker (pid {worker.pid}) started; polling every {POLL_INTERVAL}s")
-            _, done = wait_drained([worker, sink], db, args.count, started, args.timeout)
-            peak_rss = worker.peak_rss_kib()
-            worker_cpu = cpu_seconds(worker.pid)
-            sink_cpu = cpu_seconds(sink.pid)
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            drained = drain_with_workers(
+                db, env, work, args.count, args.timeout,
+                cpu=pinning.server_cpu, watch=[sink], measure=measure,
+            )  # fmt: skip
         finally:
-            # The worker first: it QUITs its sessions, and the sink counts until the end.
-            for service in (worker, sink):
-                if service is None:
-                    continue
-                code = service.stop()
-                if not service.stopped_cleanly():
-                    print(f"warning: {service.name} exited with code {code}\n{service.log_tail()}")
-        found = inspect(db)
+            stop_all([sink])  # after the worker, which QUITs its sessions: it counts to the end
         counts = read_sink_counts(result_file)
 
-    sent = found.statuses.get("SENT", 0)
+    worker_cpu, sink_cpu, done = cpu["worker"], cpu["sink"], drained.done
     received = counts.received if counts is not None else None
     distinct = counts.distinct if counts is not None else None
     sink_ok = received == args.count and distinct == args.count
-    ok = sent == args.count and found.audit_sent == args.count and sink_ok
-    first_sent = found.first_sent if found.first_sent is not None else float("nan")
-    active = (found.last_sent or first_sent) - first_sent
-    rate = args.count / active if active > 0 else None
-    others = ", ".join(f"{s} {n:,}" for s, n in sorted(found.statuses.items()) if s != "SENT")
-    audit_check = "== N: OK" if found.audit_sent == args.count else "!= N: MISMATCH"
+    rate = drained.rate
     if counts is None:
         sink_figure = "n/a (the sink wrote no counts)"
     else:
@@ -334,37 +294,27 @@ def main() -> int:
         "store": args.store,
         "pinning": placement,
         "worker": f"1 process, SMTP pool of {pool_size} sessions",
-        "wall (start -> all SENT)": f"{done:.2f} s",
-        "messages/s (wall)": f"{args.count / done:,.0f}",
-        "start-up (start -> first SENT)": f"{first_sent - wall_started:.2f} s",
-        "active (first -> last SENT)": f"{active:.2f} s",
-        "messages/s (active)": "n/a" if rate is None else f"{rate:,.0f}",
+        **drained.timing("messages"),
         "target": f"{TARGET_PER_S:,}/s: "
         + ("met" if rate is not None and rate >= TARGET_PER_S else "NOT met"),
-        "rows SENT": fmt_int(sent) + (f" (also {others})" if others else ""),
-        "audit rows SENT": f"{found.audit_sent:,} ({audit_check})",
+        **drained.rows(),
         "sink received": sink_figure,
         "worker CPU": fmt_cpu(worker_cpu, done),
         "worker CPU per message": "n/a"
         if cpu_per_message is None
         else f"{cpu_per_message:.2f} ms (at most {1000 / cpu_per_message:,.0f}/s on one core)",
         "sink CPU": fmt_cpu(sink_cpu, done),
-        "worker peak RSS": fmt_mib(peak_rss),
+        "worker peak RSS": fmt_mib(drained.peak_rss_kib),
     }
     metrics: dict[str, object] = {
         "messages_per_s": rate,
         "messages_per_s_wall": args.count / done,
         "pool_size": pool_size,
         "sink_received": received,
-        "peak_rss_kib": peak_rss,
+        "peak_rss_kib": drained.peak_rss_kib,
         "sink_distinct": distinct,
-        "count": args.count,
-        "wall_s": done,
-        "active_s": active,
-        "startup_s": first_sent - wall_started,
-        "sent": sent,
-        "audit_sent": found.audit_sent,
-        "statuses": found.statuses,
+        **drained.metrics(),
+        "statuses": drained.found.statuses,
         "worker_cpu_s": worker_cpu,
         "worker_cpu_ms_per_message": cpu_per_message,
         "sink_cpu_s": sink_cpu,
@@ -376,11 +326,12 @@ def main() -> int:
         "store": args.store,
     }
     title = f"smtp (one herald worker, SMTP pool of {pool_size}, aiosmtpd sink)"
-    report(args, NAME, title, figures, metrics, params, ok)
-    if not ok:
-        print(f"FAIL: expected {args.count:,} SENT rows, audit rows and messages at the sink")
-    return 0 if ok else 1
+    ok = drained.all_sent and sink_ok
+    failed = [] if ok else [
+        f"expected {args.count:,} SENT rows, audit rows and messages at the sink"
+    ]  # fmt: skip
+    return finish(args, NAME, title, figures, metrics, params, failed)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)
