@@ -4,8 +4,12 @@
 
     HeraldError
     ├── ConfigError            settings that cannot work; raised at start
+    ├── RefusedDestination     the destination guard refused an address: nothing was sent
     ├── Overloaded             the backlog is too deep for this priority now (load shedding)
+    ├── ReceiptRefused         an inbound provider receipt failed its check: nothing is applied
+    │   └── ReceiptReplayed    a receipt already seen (same token, signature or message)
     ├── DeliveryError          raised by a provider's ``send``
+    │   ├── Throttled          no capacity in time (pacer, breaker, pool): nothing was sent
     │   ├── TransientError     a later attempt may succeed (may carry retry_after)
     │   └── PermanentError     no attempt will succeed (bad address, 5xx reply)
     │       └── UnregisteredRecipient  the device token or endpoint is gone for good
@@ -26,6 +30,15 @@ class ConfigError(HeraldError):
     pass
 
 
+class RefusedDestination(HeraldError):
+    """The destination is not public and not admitted, or has no address: nothing was sent.
+
+    Raised by the destination guard where a socket would be opened. Its text says
+    why, for the log; a provider tells its caller only ``withheld(host)``, so that
+    errors do not map the private network for whoever asks.
+    """
+
+
 class Overloaded(HeraldError):
     """Shed: the backlog passed HERALD_SHED_BACKLOG and this work is not urgent enough."""
 
@@ -34,10 +47,39 @@ class Overloaded(HeraldError):
         self.retry_after = retry_after
 
 
+class ReceiptRefused(HeraldError):
+    """An inbound receipt (a provider's delivery callback) is not to be believed or not
+    readable: missing or bad signature, stale timestamp, malformed or oversized body.
+
+    ``reason`` names what is wrong, for the log; the endpoint answers 401 without it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ReceiptReplayed(ReceiptRefused):
+    """The receipt checks out but was already taken once: a replay, or the provider's retry."""
+
+
 class DeliveryError(HeraldError):
     def __init__(self, message: str, *, provider: str | None = None) -> None:
         super().__init__(message)
         self.provider = provider
+
+
+class Throttled(DeliveryError):
+    """Nothing went out: the provider had no capacity within the attempt's time.
+
+    Raised by a pacer, an open or busy breaker, or a provider whose pool
+    stayed full (SMTP). ``wait`` says how long to hold off; the worker puts
+    the notification back without spending an attempt.
+    """
+
+    def __init__(self, provider: str, wait: float, reason: str = "is rate limited") -> None:
+        super().__init__(f"{provider} {reason} for {wait:.1f}s", provider=provider)
+        self.wait = wait
 
 
 class TransientError(DeliveryError):
