@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from herald.config import Settings
 from herald.store.base import Store
+from herald.store.memory import MemoryStore
 from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
 from tests import pg
@@ -61,6 +62,9 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
+    if backend == "memory":
+        yield ""  # the memory store has no database
+        return
     with pg.throwaway_database() as url:
         yield url
 
@@ -77,6 +81,8 @@ async def store(backend: str, database_url: str) -> AsyncIterator[Store]:
     opened: Store
     if backend == "sqlite":
         opened = SQLiteStore(database_url.removeprefix("sqlite:///"))
+    elif backend == "memory":
+        opened = MemoryStore()
     else:
         opened = PostgresStore(database_url, pool_size=4)
     await opened.open()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from typing import Any
@@ -37,6 +38,11 @@ def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> N
         signal.signal(sig, lambda *_: None)
     options = server_options(settings)
     app = create_app(settings, deliver=deliver)
+    # What is imported and built by now lives as long as the process: frozen, the
+    # collector's full passes stop walking it. In bulk ingest those passes took
+    # 3 to 6 us of CPU per notification (of about 20), and 0.1 us once frozen.
+    gc.collect()
+    gc.freeze()
     if socket_fd is None:
         uvicorn.run(app, **options)
         return

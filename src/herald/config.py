@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     reserved_slots: int | None = Field(None, ge=0, validation_alias=_env("RESERVED_SLOTS"))
     claim_batch: int = Field(500, ge=1, le=5000, validation_alias=_env("CLAIM_BATCH"))
     lease_seconds: float = Field(60.0, gt=0, validation_alias=_env("LEASE_SECONDS"))
+    # Kept from the end of each lease to record the attempt's outcome (default: a
+    # tenth of the lease, at most 5 s); an attempt is cut when the rest is spent.
+    lease_margin: float | None = Field(None, ge=0, validation_alias=_env("LEASE_MARGIN"))
     sweep_interval: float = Field(5.0, gt=0, validation_alias=_env("SWEEP_INTERVAL"))
     poll_interval: float = Field(0.05, gt=0, validation_alias=_env("POLL_INTERVAL"))
     shutdown_grace: float = Field(10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE"))
@@ -304,7 +307,39 @@ class Settings(BaseSettings):
             )
         if self.smtp_port is None:
             self.smtp_port = {"tls": 465, "none": 25}.get(self.smtp_tls, 587)
+        self._check_attempt_fits()
         return self
+
+    def _check_attempt_fits(self) -> None:
+        """Refuse provider timeouts that cannot fit in one attempt (a lease less its margin).
+
+        Past its lease a row goes to another worker: a call allowed to take
+        longer than the attempt is cut every time, and retried for ever.
+        """
+        if self.lease_margin is None:
+            self.lease_margin = min(5.0, self.lease_seconds / 10)
+        budget = self.attempt_seconds
+        lease = f"HERALD_LEASE_SECONDS ({self.lease_seconds:g}s)"
+        if budget <= 0:
+            raise ValueError(f"HERALD_LEASE_MARGIN ({self.lease_margin:g}s) must be below {lease}")
+        in_use = {name for channel in Channel for name in self.providers_for(channel)}
+        timeouts = {
+            "HERALD_SMTP_TIMEOUT": self.smtp_timeout if in_use & {"smtp", "smtp_backup"} else 0,
+            "HERALD_WEBHOOK_TIMEOUT": self.webhook_timeout if "webhook" in in_use else 0,
+        }
+        for name, timeout in timeouts.items():
+            if timeout >= budget:
+                raise ValueError(
+                    f"{name} ({timeout:g}s) does not fit in one delivery attempt: {lease} "
+                    f"less HERALD_LEASE_MARGIN ({self.lease_margin:g}s) leaves {budget:g}s. "
+                    f"Raise HERALD_LEASE_SECONDS or lower {name}."
+                )
+
+    @property
+    def attempt_seconds(self) -> float:
+        """How long one attempt may take: the lease less the margin to record it."""
+        margin = self.lease_margin if self.lease_margin is not None else 0.0
+        return self.lease_seconds - margin
 
     def hosts(self) -> frozenset[str]:
         """Host names a request may carry (HERALD_ALLOWED_HOSTS; ``*`` allows any)."""

@@ -3,6 +3,8 @@
 An API-only process (``herald api``) has a store and providers (the capture
 mailbox needs the store) but no worker; ``herald worker`` has no HTTP server;
 ``herald up`` has both, sharing one store and so one group-commit writer.
+Its background loops run under one ``Supervisor``, whose liveness
+``/api/health`` reports.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .models import Channel
 from .providers import Provider, ProviderSet
 from .store import Store, open_store
 from .store.base import BreakerState
+from .supervise import Liveness, Supervisor
 
 log = structlog.get_logger("herald.engine")
 
@@ -42,6 +45,7 @@ class Engine:
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.loops = Supervisor()
         # Started by an API process's lifespan: only the API admits new work.
         self.admission = Admission(self.store, settings.shed_backlog)
         self._probe: tuple[float, str | None] = (-1e9, None)
@@ -55,10 +59,10 @@ class Engine:
             chains = {
                 c.value: Chain([routes[p.name] for p in self.providers.chain(c)]) for c in Channel
             }
-            self.worker = Worker(self.store, chains, self.settings, self.ladder)
+            self.worker = Worker(self.store, chains, self.settings, self.ladder, loops=self.loops)
             self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
-            self._retention_task = asyncio.create_task(
-                retention.run_forever(self.store, self.settings), name="herald-retention"
+            self._retention_task = self.loops.spawn(
+                "retention", lambda live: retention.run_forever(self.store, self.settings, live)
             )
         log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
 
@@ -103,6 +107,10 @@ class Engine:
                 log.warning("store_cannot_commit", error=str(exc)[:300])
             self._probe = (time.monotonic(), problem)
             return problem
+
+    def liveness(self) -> list[Liveness]:
+        """Every background loop of this process, with its state (for health)."""
+        return [*self.loops.loops.values(), *self.store.liveness()]
 
     @property
     def worker_running(self) -> bool:

@@ -10,6 +10,7 @@ registry.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -36,9 +37,21 @@ PROCESSING = Histogram(
 )
 
 
+#: Each (method, route, status)'s two children, looked up once: ``labels()`` checks its
+#: values and looks them up under a lock on every call (3.5 us a request, 1.6 with this).
+#: Routes are the app's templates and statuses a few dozen, so this stays small.
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_http(method: str, route: str, status: int, started: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+    children = _HTTP_CHILDREN.get((method, route, status))
+    if children is None:
+        children = _HTTP_CHILDREN[method, route, status] = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_DURATION.labels(method, route),
+        )
+    children[0].inc()
+    children[1].observe(time.perf_counter() - started)
 
 
 class _StoreSnapshot(Collector):

@@ -17,6 +17,7 @@ import structlog
 from .config import Settings
 from .errors import StoreUnavailable
 from .store.base import Store
+from .supervise import Liveness
 
 log = structlog.get_logger("herald.retention")
 
@@ -39,11 +40,17 @@ async def clean_once(store: Store, settings: Settings) -> Cleaned:
     return Cleaned(removed, expired)
 
 
-async def run_forever(store: Store, settings: Settings) -> None:
-    """Clean now and then every interval, until cancelled."""
+async def run_forever(store: Store, settings: Settings, live: Liveness) -> None:
+    """Clean now and then every interval, until cancelled.
+
+    Run it under a ``Supervisor``: an outage is waited out here, anything
+    else ends this run and the supervisor restarts it.
+    """
     while True:
         try:
             await clean_once(store, settings)
         except StoreUnavailable as exc:
             log.warning("retention_failed", error=str(exc))
+        else:
+            live.ok()
         await asyncio.sleep(settings.cleanup_interval)

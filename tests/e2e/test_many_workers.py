@@ -23,6 +23,7 @@ WORKER_ENV = {
     "HERALD_WORKER_CONCURRENCY": 64,
     "HERALD_SMTP_POOL_SIZE": 16,
     "HERALD_LEASE_SECONDS": 2,
+    "HERALD_SMTP_TIMEOUT": 1,  # one SMTP command must fit in an attempt (1.8 s)
     "HERALD_SWEEP_INTERVAL": 0.5,
     "HERALD_SHUTDOWN_GRACE": 5,
     "HERALD_LOG_LEVEL": "info",

@@ -35,7 +35,7 @@ def email(n: int) -> dict[str, str]:
 
 async def test_connections_cut_under_load(pg_herald, smtp_server) -> None:
     url = pg_herald.database_url
-    env = {"HERALD_LEASE_SECONDS": 3, "HERALD_SWEEP_INTERVAL": 0.5}
+    env = {"HERALD_LEASE_SECONDS": 3, "HERALD_SWEEP_INTERVAL": 0.5, "HERALD_SMTP_TIMEOUT": 2}
     api = await pg_herald.start_http("api", **env)
     worker = pg_herald.start("worker", **env)
     created: set[str] = set()

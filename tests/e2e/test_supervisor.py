@@ -50,6 +50,7 @@ async def test_up_with_several_processes(store, request, smtp_server) -> None:
     up = await herald.start_http(
         "up", "--api-workers", "2", "--delivery-workers", "2", HERALD_SHUTDOWN_GRACE=5,
         HERALD_LEASE_SECONDS=2, HERALD_SWEEP_INTERVAL=0.5,  # the killed worker's claims return
+        HERALD_SMTP_TIMEOUT=1,  # one SMTP command must fit in an attempt (1.8 s)
     )  # fmt: skip
     try:
         await _exercise(herald, up, smtp_server.sink)

@@ -1,4 +1,4 @@
-"""The access port on both stores: keys, users, sessions, lockouts, secrets, retention."""
+"""The access port on every store: keys, users, sessions, lockouts, secrets, retention."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import pytest
 from herald.access import Role, Scope, hash_password, key_hash, verify_password
 from herald.store.access import LOCK_AFTER, LOCK_SECONDS, UserExists
 from herald.store.base import Store
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 async def test_keys_are_stored_as_hashes_and_scoped_by_tenant(store: Store) -> None:

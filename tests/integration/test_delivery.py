@@ -144,9 +144,12 @@ async def test_permanent_smtp_refusal_skips_the_ladder(herald: Any) -> None:
 
 
 async def test_critical_does_not_wait_behind_a_low_backlog(herald: Any) -> None:
+    """Every ordinary slot holds a slow LOW email; the CRITICAL SMS (a fast provider)
+    goes out at once only because two slots are kept for HIGH and CRITICAL: without
+    them it would wait for a LOW send to end, two seconds."""
     settings = {
         "email_providers": ["fault"],
-        "fault_latency_ms": 100,
+        "fault_latency_ms": 2000,
         "worker_concurrency": 8,
         "reserved_slots": 2,
         "claim_batch": 8,
@@ -159,24 +162,52 @@ async def test_critical_does_not_wait_behind_a_low_backlog(herald: Any) -> None:
             "message": "m",
             "priority": "LOW",
         }
-        for _ in range(180):  # 180 LOW at 6 slots and 100 ms each: about 3 s of backlog
+        for _ in range(30):  # 30 LOW at 6 slots and 2 s each: about 10 s of backlog
             assert (await api_only.client.post("/api/notifications", json=low)).status_code == 201
         db = api_only.engine.settings.database_url
-    folder_settings = {**settings, "database_url": db}
-    async with herald(**folder_settings) as h:
-        await asyncio.sleep(0.3)  # the worker is now full of LOW work
+    async with herald(**{**settings, "database_url": db}) as h:
+        worker = h.engine.worker
+        assert worker is not None
+        deadline = time.monotonic() + 5
+        while worker.inflight < 6:  # every ordinary slot is taken by LOW work
+            assert time.monotonic() < deadline, f"only {worker.inflight} in flight"
+            await asyncio.sleep(0.01)
         started = time.perf_counter()
-        critical = (
-            await h.client.post("/api/notifications", json={**low, "priority": "CRITICAL"})
-        ).json()["data"]
+        sms = {"type": "SMS", "recipient": "+14155550123", "message": "m", "priority": "CRITICAL"}
+        critical = (await h.client.post("/api/notifications", json=sms)).json()["data"]
         await h.wait_status(critical["_id"], "SENT")
         waited = time.perf_counter() - started
         stats = (await h.client.get("/api/notifications/stats/system")).json()["data"]
-    # Behind the backlog it would take 3 s; the margin is for slow machines.
-    assert waited < 1.0, f"CRITICAL took {waited:.2f}s"
-    assert stats["byStatus"]["SENT"] < 150, (
-        "the LOW backlog had drained first: the test proved nothing"
-    )
+    assert waited < 1.0, f"CRITICAL took {waited:.2f}s: it waited for a LOW send to end"
+    assert stats["byStatus"]["SENT"] < 10, "the LOW backlog had drained first: proved nothing"
+
+
+async def test_an_attempt_is_cut_at_its_lease_deadline_and_recorded_before_it(
+    herald: Any,
+) -> None:
+    """A provider slower than the lease: the attempt ends at the lease less its margin
+    and is a retry, recorded while the lease still holds, so the sweeper never hands
+    the row to anyone else (which would send it twice)."""
+    settings = {
+        "email_providers": ["fault"],
+        "fault_latency_ms": 3000,
+        "lease_seconds": 2,
+        "sweep_interval": 0.1,
+        "max_attempts": 2,
+    }
+    async with herald(**settings) as h:
+        body = {"type": "EMAIL", "recipient": "a@example.com", "subject": "s", "message": "m"}
+        created = (await h.client.post("/api/notifications", json=body)).json()["data"]
+        started = time.monotonic()
+        detail = await h.wait_status(created["_id"], "RETRYING", "FAILED", timeout=6)
+        took = time.monotonic() - started
+    messages = [log["message"] for log in detail["logs"]]
+    assert not any(m.startswith("Stalled") for m in messages), messages
+    retrying = [log for log in detail["logs"] if log["status"] == "RETRYING"]
+    assert (
+        retrying and "did not answer within the attempt's 1.8s" in retrying[0]["metadata"]["error"]
+    ), detail["logs"]
+    assert took < 2.0 + 0.5, "recorded by the end of the lease (plus the polling's slack)"
 
 
 async def test_stop_finishes_in_flight_work_without_duplicates(herald: Any) -> None:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import email.utils
 import ipaddress
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
-import anyio
 import pytest
 import pytest_asyncio
 import structlog
@@ -35,6 +33,7 @@ from herald.providers.webhook import WebhookProvider
 from herald.store.base import Store
 from tests.conftest import free_port, make_settings
 from tests.integration.fakehttp import FakeServer, Reply, Seen, fake_server
+from tests.integration.watch import Listener, connects_fixture, listener_fixture  # noqa: F401
 
 
 def new_secret() -> str:
@@ -278,53 +277,6 @@ async def test_nothing_listening_is_transient(provider: Make) -> None:
 
 
 # -- the guard -----------------------------------------------------------------
-
-
-class Listener:
-    """A socket on 127.0.0.1 (and ::1 where there is one) that counts what connects."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.port = 0
-        self._servers: list[asyncio.Server] = []
-
-    async def start(self) -> None:
-        def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.accepted += 1
-            writer.close()
-
-        first = await asyncio.start_server(count, "127.0.0.1", 0)
-        self.port = first.sockets[0].getsockname()[1]
-        self._servers.append(first)
-        with contextlib.suppress(OSError):  # no IPv6 loopback: the connect spy still watches
-            self._servers.append(await asyncio.start_server(count, "::1", self.port))
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-            await server.wait_closed()
-
-
-@pytest_asyncio.fixture
-async def listener() -> AsyncIterator[Listener]:
-    watched = Listener()
-    await watched.start()
-    yield watched
-    await watched.stop()
-
-
-@pytest.fixture
-def connects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
-    """Every TCP connect the HTTP stack attempts (httpcore opens them through anyio)."""
-    attempts: list[tuple[str, int]] = []
-    real = anyio.connect_tcp
-
-    async def spy(remote_host: str, remote_port: int, **options: Any) -> Any:
-        attempts.append((remote_host, remote_port))
-        return await real(remote_host, remote_port, **options)
-
-    monkeypatch.setattr(anyio, "connect_tcp", spy)
-    yield attempts
 
 
 SSRF_FORMS = [

@@ -149,3 +149,43 @@ async def test_410_disables_the_endpoint_for_later_sends(herald: Any) -> None:
     assert len(server.seen) == 1, "a gone endpoint was called again"
     assert gone["notification"]["attempts"] == 1
     assert "reported gone" in refused["notification"]["error"]
+
+
+async def test_a_crashing_loop_is_restarted_and_health_says_so(herald: Any) -> None:
+    """The sweeper fails with an error nobody expected: it is restarted, health turns
+    503 while it crash-loops, and healthy again once it sweeps."""
+    async with herald(email_providers=["fault"], sweep_interval=0.05) as h:
+        health = (await h.client.get("/api/health")).json()
+        assert set(health["loops"]) >= {"claimer", "flusher", "sweeper", "retention"}
+        assert health["loops"]["sweeper"]["state"] == "running", health
+        assert not any(k.startswith("loop:") for k in health["services"]), "all well: no line"
+
+        store: Any = h.engine.store
+
+        async def broken(max_attempts: int) -> int:
+            raise RuntimeError("a bug in the sweep")
+
+        store.sweep = broken
+        deadline = time.monotonic() + 10
+        while True:
+            reply = await h.client.get("/api/health")
+            if reply.status_code == 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.status_code == 503, reply.text
+        sick = reply.json()
+        assert sick["status"] == "unhealthy"
+        assert sick["services"]["loop:sweeper"].startswith("crash-looping"), sick
+        assert "RuntimeError: a bug in the sweep" in sick["loops"]["sweeper"]["lastError"]
+        assert sick["loops"]["sweeper"]["restarts"] >= 3
+
+        del store.sweep  # fixed: the class's own sweep again
+        deadline = time.monotonic() + 10
+        while True:
+            reply = await h.client.get("/api/health")
+            if reply.status_code == 200 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.status_code == 200, reply.text
+        well = reply.json()["loops"]["sweeper"]
+        assert well["state"] == "running" and well["lastSuccessAt"] > well["lastErrorAt"]

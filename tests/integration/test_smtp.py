@@ -20,11 +20,11 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from herald.budget import Budget
 from herald.config import Settings
-from herald.delivery.ratelimit import Throttled
-from herald.errors import ConfigError, PermanentError, TransientError
-from herald.models import Channel, new_id
-from herald.providers.base import Message
+from herald.errors import ConfigError, PermanentError, Throttled, TransientError
+from herald.models import Channel, Priority, new_id
+from herald.providers.base import Message, Receipt
 from herald.providers.mime import Composer
 from herald.providers.smtp import SMTPProvider
 from herald.store.base import Store
@@ -557,7 +557,8 @@ async def test_waiting_for_a_session_gives_up_at_half_the_lease(
 ) -> None:
     gate = Gate()
     server = serve(gate)
-    smtp = provider(server.port, smtp_pool_size=1, lease_seconds=0.6)
+    # Outside an attempt (no budget), half the lease; the timeout must fit in one.
+    smtp = provider(server.port, smtp_pool_size=1, lease_seconds=0.6, smtp_timeout=0.5)
     first = mail()
     held = asyncio.create_task(smtp.send(first))
     assert await asyncio.to_thread(gate.holding.wait, 5)
@@ -575,6 +576,49 @@ async def test_waiting_for_a_session_gives_up_at_half_the_lease(
     await smtp.send(later)  # the slot it waited for was not lost
     assert notification_ids(gate) == [first.id, later.id]
     assert server.connections == 1
+
+
+async def test_a_critical_email_is_next_for_a_session_however_many_low_ones_wait(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    gate = Gate()
+    server = serve(gate)
+    smtp = provider(server.port, smtp_pool_size=1)
+
+    def send(message: Message, priority: Priority) -> asyncio.Task[Receipt]:
+        with Budget.lasting(10, priority).applied():  # the task inherits the budget
+            return asyncio.create_task(smtp.send(message))
+
+    held = send(mail(), Priority.LOW)
+    assert await asyncio.to_thread(gate.holding.wait, 5)
+    lows = [mail() for _ in range(5)]
+    waiting = [send(m, Priority.LOW) for m in lows]
+    await asyncio.sleep(0.05)  # all five wait for the only session
+    critical = mail()
+    waiting.append(send(critical, Priority.CRITICAL))
+    await asyncio.sleep(0.05)
+    gate.opened.set()
+    await asyncio.gather(held, *waiting)
+
+    order = notification_ids(gate)
+    assert order[1] == critical.id, "the CRITICAL email waited behind the LOW ones"
+    assert order[2:] == [m.id for m in lows], "LOW in arrival order"
+
+
+async def test_with_a_budget_the_session_wait_ends_at_its_wait_limit(
+    serve: ServerFactory, provider: ProviderFactory
+) -> None:
+    gate = Gate()
+    server = serve(gate)
+    smtp = provider(server.port, smtp_pool_size=1)  # half a 60 s lease without a budget
+    held = asyncio.create_task(smtp.send(mail()))
+    assert await asyncio.to_thread(gate.holding.wait, 5)
+    started = time.monotonic()
+    with Budget.lasting(0.6).applied(), pytest.raises(Throttled):
+        await smtp.send(mail())
+    assert 0.25 <= time.monotonic() - started < 1.0, "half the budget is for waiting"
+    gate.opened.set()
+    await held
 
 
 async def test_non_ascii_text_arrives_intact_and_seven_bit(
@@ -667,7 +711,8 @@ async def test_a_notification_that_cannot_get_a_session_in_time_goes_back_unspen
         "smtp_port": server.port,
         "smtp_tls": "none",
         "smtp_pool_size": 1,
-        "lease_seconds": 2.0,  # so a send gives up waiting for the session after 1 s
+        "lease_seconds": 2.0,  # a send gives up waiting for the session about 1 s in
+        "smtp_timeout": 1.0,
     }
     async with herald(**settings) as h:
         ids = []

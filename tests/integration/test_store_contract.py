@@ -1,4 +1,5 @@
-"""The store contract, run against every store implementation (see ``backend``)."""
+"""The store contract, run against every store implementation (see ``backend``): SQLite,
+PostgreSQL and the in-memory test double."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 
 import pytest
 
+from herald.events import NewEvent
 from herald.models import (
     Channel,
     Dead,
+    Deferred,
     MailboxMessage,
     NewNotification,
     Priority,
@@ -20,24 +23,53 @@ from herald.models import (
     new_id,
 )
 from herald.store import records
-from herald.store.base import ListFilter, Store
+from herald.store.base import DlqFilter, ListFilter, Store
+from herald.store.memory import MemoryStore
+from herald.store.ports import PORTS, members
 from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
+
+IMPLEMENTATIONS = [SQLiteStore, PostgresStore, MemoryStore]
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the in-memory store too: it is the contract, not a database's."""
+    return str(request.param)
 
 
 def email(n: int = 0, **kw: object) -> NewNotification:
     return NewNotification(Channel.EMAIL, f"user{n}@example.com", f"body {n}", subject="s", **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("impl", [SQLiteStore, PostgresStore])
-def test_every_store_implements_the_whole_contract(impl: type[Store]) -> None:
-    abstract = {n for n, v in vars(Store).items() if getattr(v, "__isabstractmethod__", False)}
-    assert abstract, "the contract lists its operations"
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("port", PORTS, ids=lambda p: p.__name__)
+def test_every_store_provides_every_port(port: type, impl: type[Store]) -> None:
+    """Each member of the port, with the port's parameters and defaults, in every store."""
+    required = members(port)
+    assert required, "the port lists its operations"
     assert not getattr(impl, "__abstractmethods__", None)
-    for name in abstract:
-        ours = inspect.signature(getattr(Store, name))
+    for name in required:
+        assert hasattr(impl, name), f"{impl.__name__} lacks {port.__name__}.{name}"
+        if not callable(getattr(port, name, None)):
+            continue  # an attribute (notifies_work)
+        ours = inspect.signature(getattr(port, name))
         theirs = inspect.signature(getattr(impl, name))
-        assert list(ours.parameters) == list(theirs.parameters), name
+        assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.parameters.values()
+        ], f"{impl.__name__}.{name}"
+
+
+def test_the_store_is_the_union_of_its_ports() -> None:
+    """Nothing in the contract outside a port, besides the lifecycle."""
+    abstract = set(Store.__abstractmethods__)
+    by_port = {name for port in PORTS for name in members(port) if name != "notifies_work"}
+    assert abstract - by_port == {"open", "close", "migrate", "ping"}
+    assert by_port <= abstract | {"create_many"}
+
+
+async def test_a_store_answers_to_each_port(store: Store) -> None:
+    assert all(isinstance(store, port) for port in PORTS)
 
 
 async def test_create_get_and_audit(store: Store) -> None:
@@ -95,6 +127,8 @@ async def test_create_many_stores_what_create_stores(store: Store) -> None:
 
 def commits(store: Store) -> int:
     """Transactions the store's group commit has made so far."""
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store has no transactions to share")
     if isinstance(store, SQLiteStore):
         assert store._writer is not None
         return store._writer.commits
@@ -244,3 +278,153 @@ async def test_wait_for_work_wakes_on_create(store: Store) -> None:
     await store.create([email(1)])
     await asyncio.wait_for(waiter, 1)
     assert time.perf_counter() - started < 0.5
+
+
+# -- history: derived from what is stored (DESIGN 5), never thinned ------------------
+
+
+async def test_history_tells_seed_004s_sequence(store: Store) -> None:
+    [n] = await store.create([email(1)])
+    [claim] = await store.claim(1, 30)
+    running = await store.audit("default", n.id)
+    assert [(e.status, e.message, e.metadata) for e in running] == [
+        (Status.PENDING, "Notification created", {}),
+        (Status.QUEUED, "Added to queue", {}),
+        (Status.PROCESSING, records.CLAIMED, {"attempt": 1}),
+    ], "a running attempt shows its PROCESSING entry"
+    assert running[-1].at == claim.claimed_at and running[0].at == n.created_at
+    sent_at = time.time()
+    assert await store.complete([Sent(claim, "smtp", "<m1@example.com>", 2.5, sent_at)]) == 1
+    done = await store.audit("default", n.id)
+    assert done[:3] == running, "entries keep their ids, times and words once the attempt ends"
+    assert [(e.status, e.message, e.metadata) for e in done[3:]] == [(
+        Status.SENT, "Successfully sent via smtp",
+        {"attempt": 1, "provider": "smtp", "providerMessageId": "<m1@example.com>"},
+    )]  # fmt: skip
+    assert done[3].at == sent_at
+    assert [e.id for e in done] == [1, 2, 3, 4] and {e.notification_id for e in done} == {n.id}
+    assert await store.audit("default", n.id) == done, "read again, nothing moves"
+    assert await store.audit("other-tenant", n.id) == []
+
+
+async def test_history_keeps_every_retry_defer_stall_replay_and_cancel(store: Store) -> None:
+    [n] = await store.create([email(1)])
+    seen: list[object] = []
+
+    async def step(expected: list[tuple[Status, str]]) -> None:
+        """The history grew by ``expected`` (status, message start) and kept what it had."""
+        log = await store.audit("default", n.id)
+        assert log[: len(seen)] == seen, "what was shown stays as it was"
+        grown = log[len(seen) :]
+        assert [
+            (e.status, e.message[: len(m)]) for e, (_, m) in zip(grown, expected, strict=False)
+        ] == expected and len(grown) == len(expected)
+        assert [e.at for e in log] == sorted(e.at for e in log), "in time order"
+        assert [e.id for e in log] == list(range(1, len(log) + 1))
+        seen[:] = log
+
+    await step([(Status.PENDING, "Notification created"), (Status.QUEUED, "Added to queue")])
+    [first] = await store.claim(1, 30)
+    now = time.time()
+    await store.complete([Retry(first, "smtp", "451 later", now, 0, "email", now)])
+    await step([(Status.PROCESSING, records.CLAIMED), (Status.RETRYING, "Attempt 1 failed: 451")])
+    [second] = await store.claim(1, 30)
+    await store.complete([Deferred(second, "rate limited", time.time(), time.time())])
+    await step([(Status.PROCESSING, records.CLAIMED), (Status.QUEUED, "Not attempted")])
+    [third] = await store.claim(1, 0.01)
+    assert third.attempts == 2, "the deferral gave its attempt back"
+    await asyncio.sleep(0.05)
+    assert await store.sweep(max_attempts=6) == 1
+    await step([(Status.PROCESSING, records.CLAIMED), (Status.QUEUED, "Stalled")])
+    [fourth] = await store.claim(1, 30)
+    await store.complete([Dead(fourth, "smtp", "550 no such user", True, time.time())])
+    await step([(Status.PROCESSING, records.CLAIMED), (Status.FAILED, "Delivery failed")])
+    assert await store.replay("default", [n.id], None, "ops") == [n.id]
+    await step([(Status.QUEUED, "Replayed from the DLQ by ops")])
+    assert await store.cancel("default", n.id, "ops")
+    await step([(Status.CANCELLED, "Cancelled before delivery by ops")])
+    log = await store.audit("default", n.id)
+    attempts = [e.metadata.get("attempt") for e in log if e.status is Status.PROCESSING]
+    assert attempts == [1, 2, 2, 3], "each PROCESSING entry names its attempt"
+    retry = next(e for e in log if e.status is Status.RETRYING)
+    assert retry.metadata == {"attempt": 1, "provider": "smtp", "error": "451 later",
+                              "queue": "email", "retryInSeconds": 0.0}  # fmt: skip
+    assert log[-2].metadata == {"actor": "ops"}
+
+
+async def test_a_stale_completion_changes_nothing(store: Store) -> None:
+    created = await store.create([email(i) for i in range(4)])
+    stale = {c.id: c for c in await store.claim(10, 0.01)}
+    await asyncio.sleep(0.05)
+    assert await store.sweep(max_attempts=6) == 4
+    fresh = await store.claim(10, 30)
+    assert len(fresh) == 4
+    before = [(await store.get("default", n.id), await store.audit("default", n.id))
+              for n in created]  # fmt: skip
+    now = time.time()
+    a, b, c, d = (stale[n.id] for n in created)
+    outcomes = [
+        Sent(a, "smtp", "late", 1.0, now),
+        Retry(b, "smtp", "451", now + 60, 1, "retry-1", now),
+        Dead(c, "smtp", "550", True, now, unregistered=True),
+        Deferred(d, "rate limited", now + 60, now),
+    ]
+    assert await store.complete(outcomes) == 0
+    after = [(await store.get("default", n.id), await store.audit("default", n.id))
+             for n in created]  # fmt: skip
+    assert after == before, "a completion with a spent token changes neither row nor history"
+    assert not any(claim.unregistered for claim in fresh)
+
+
+async def test_deleting_a_notification_takes_its_history_and_event_link(store: Store) -> None:
+    event = NewEvent(new_id(), "default", "signup", "a@example.com", {}, {}, None, time.time())
+    record, [kept, gone] = await store.create_event(event, [email(1), email(2)])
+    claims = {c.id: c for c in await store.claim(10, 30)}
+    await store.complete([Sent(claims[gone.id], "smtp", "m", 1.0, time.time())])
+    assert record.notification_ids == (kept.id, gone.id)
+    assert await store.delete_final("default", gone.id)
+    assert await store.audit("default", gone.id) == []
+    found = await store.get_event("default", event.id)
+    assert found is not None and found.notification_ids == (kept.id,)
+
+
+async def test_a_stalled_then_replayed_history(store: Store) -> None:
+    [n] = await store.create([email(1)])
+    await store.claim(1, 0.01)
+    await asyncio.sleep(0.05)
+    assert await store.sweep(max_attempts=1) == 1
+    assert await store.replay("default", [n.id], None, "ops") == [n.id]
+    trail = [(e.status.value, e.message, e.metadata) for e in await store.audit("default", n.id)]
+    assert trail[2:] == [
+        ("PROCESSING", records.CLAIMED, {"attempt": 1}),
+        ("FAILED", "Stalled: lease expired on attempt 1, the last the ladder allows; moved to dlq",
+         {}),
+        ("QUEUED", records.replayed("ops"), {"actor": "ops"}),
+    ]  # fmt: skip
+    [again] = await store.claim(1, 30)
+    assert again.attempts == 1, "a replay starts the ladder again"
+
+
+async def test_the_dlq_filter_pages_counts_and_replays_oldest_first(store: Store) -> None:
+    created = await store.create([email(i) for i in range(5)])
+    claims = {c.id: c for c in await store.claim(10, 30)}
+    base = time.time()
+    for n, note in enumerate(created):  # failed one after another, the last one first
+        error = "552 mailbox full" if n % 2 else "550 no such user"
+        await store.complete([Dead(claims[note.id], "smtp", error, True, base - n)])
+    newest_first = [n.id for n in created]
+    first = await store.dlq("default", DlqFilter(), 1, 2)
+    assert [n.id for n in first.items] == newest_first[:2] and first.total == 5
+    last = await store.dlq("default", DlqFilter(), 3, 2)
+    assert [n.id for n in last.items] == newest_first[4:] and last.total == 5
+    beyond = await store.dlq("default", DlqFilter(), 9, 2)
+    assert beyond.items == [] and beyond.total == 5, "a page past the end still counts"
+    none = await store.dlq("default", DlqFilter(error="nothing like it"), 2, 2)
+    assert none.items == [] and none.total == 0
+    such = DlqFilter(error="NO SUCH", until=base - 0.5)
+    matching = await store.dlq("default", such, 1, 10)
+    assert [n.id for n in matching.items] == [created[2].id, created[4].id]
+    assert matching.total == 2
+    replayed = await store.replay("default", None, such, "ops", limit=1)
+    assert replayed == [created[4].id], "replay by filter takes the oldest failure first"
+    assert (await store.dlq("default", such, 1, 10)).total == 1

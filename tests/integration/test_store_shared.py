@@ -33,6 +33,7 @@ from herald.models import (
     new_id,
 )
 from herald.store.base import BreakerState, DlqFilter, ListFilter, Store
+from herald.store.memory import MemoryStore
 from herald.store.postgres import PostgresStore
 from herald.store.sqlite import SQLiteStore
 from herald.templates import TemplateDraft, TemplateExists
@@ -42,11 +43,19 @@ def email(n: int = 0, **kw: object) -> NewNotification:
     return NewNotification(Channel.EMAIL, f"user{n}@example.com", f"body {n}", subject="s", **kw)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the in-memory store too (two stores there share one set of tables)."""
+    return str(request.param)
+
+
 @pytest_asyncio.fixture
 async def other(backend: str, database_url: str, store: Store) -> AsyncIterator[Store]:
     """A second store on the same database, as another process would open it."""
     second: Store
-    if backend == "sqlite":
+    if isinstance(store, MemoryStore):
+        second = store.beside()
+    elif backend == "sqlite":
         second = SQLiteStore(database_url.removeprefix("sqlite:///"))
     else:
         second = PostgresStore(database_url, pool_size=4)
@@ -247,7 +256,8 @@ async def test_work_written_elsewhere_wakes_a_waiting_worker(store: Store, other
 
 
 async def test_text_the_store_cannot_hold_is_refused_cleanly(store: Store) -> None:
-    """SQLite keeps a NUL character; PostgreSQL cannot, and says so with a typed error."""
+    """SQLite (and memory) keep a NUL character; PostgreSQL cannot, and says so with a
+    typed error."""
     item = NewNotification(Channel.EMAIL, "a@example.com", "nul \x00 here", subject="s",
                            metadata={"k": "v\x00"})  # fmt: skip
     try:
@@ -255,8 +265,47 @@ async def test_text_the_store_cannot_hold_is_refused_cleanly(store: Store) -> No
     except Unstorable:
         assert isinstance(store, PostgresStore)
     else:
-        assert isinstance(store, SQLiteStore)
+        assert isinstance(store, SQLiteStore | MemoryStore)
         got = await store.get("default", n.id)
         assert got is not None and got.body == "nul \x00 here"
     [ok] = await store.create([email(1)])  # the store is still fine
     assert (await store.get("default", ok.id)) == ok
+
+
+async def test_an_event_and_its_notifications_are_one_write(store: Store, other: Store) -> None:
+    """A refused event row (its id is taken) keeps none of its notifications either."""
+    event = NewEvent("e1", "default", "login", "a@example.com", {"userId": "u1"}, {}, None, 1.0)
+    record, [note] = await store.create_event(event, [email(1)])
+    assert record.notification_ids == (note.id,) and not record.verifiable
+    with pytest.raises(Exception):  # noqa: B017 - each store raises its own integrity error
+        await other.create_event(event, [email(2), email(3)])
+    assert (await store.find("default", ListFilter(), 1, 10)).total == 1
+    unencodable = NewEvent("e2", "default", "login", None, {}, {}, None, 2.0)
+    with pytest.raises(TypeError):  # the notifications fail after the event row was written
+        await store.create_event(unencodable, [email(4, metadata={"x": object()})])
+    assert await other.get_event("default", "e2") is None, "the event row went with them"
+    assert await other.get_event("default", "e1") == record
+    assert await other.get_event("other-tenant", "e1") is None
+    queued = EventFilter(type="login", primary_status=Status.QUEUED, user_id="u1")
+    assert [e.id for e in (await other.find_events("default", queued, 1, 10)).items] == ["e1"]
+    sent = EventFilter(primary_status=Status.SENT)
+    assert (await other.find_events("default", sent, 1, 10)).total == 0
+
+
+async def test_event_types_and_sensitive_rows(store: Store, other: Store) -> None:
+    from herald.events import EventTypeExists, parse
+
+    kind = parse({"name": "sign-in", "targets": [{"template": "t", "channel": "EMAIL"}]})
+    saved = await store.save_event_type("default", kind, create=True)
+    assert saved.source == "api"
+    with pytest.raises(EventTypeExists):
+        await other.save_event_type("default", kind, create=True)
+    await other.save_event_type("default", kind, create=False)  # replaces
+    assert [t.name for t in await other.event_types("default")] == ["sign-in"]
+    assert await other.event_types("elsewhere") == []
+    assert await store.delete_event_type("default", "sign-in")
+    assert not await other.delete_event_type("default", "sign-in")
+    secret, plain = await store.create([email(1, metadata={"sensitive": True}), email(2)])
+    found = await other.sensitive_notifications("default", [secret.id, plain.id])
+    assert found == {secret.id}
+    assert await other.sensitive_notifications("elsewhere", [secret.id]) == set()

@@ -3,10 +3,15 @@
 The whole body is validated in one pass; items with errors are reported by
 index and reason while the valid ones are stored together in one commit. With
 ``?atomic=true`` a single invalid item refuses the whole request.
+
+A body whose items are all plain and valid (the common case) is read by
+``intake`` in about a third of the model's time; any other goes to
+``NotificationIn``, which stores what it accepts and words every refusal.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Annotated, Any
@@ -18,6 +23,7 @@ from pydantic_core import from_json
 from ..access import Scope
 from ..models import Priority
 from ..store.base import Created
+from . import intake
 from .authz import requires, tenant_of
 from .errors import validation_body
 from .ingest import to_new
@@ -25,7 +31,7 @@ from .json import JSONBody
 from .schemas import Envelope, ErrorBody, FieldError, NotificationIn
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
-MAX_ITEMS = 1000
+MAX_ITEMS = intake.MAX_ITEMS
 
 
 class BulkIn(BaseModel):
@@ -100,6 +106,26 @@ async def create_bulk(
     request: Request, atomic: Annotated[bool, Query(description="All or nothing.")] = False
 ) -> JSONBody:
     raw = await request.body()
+    tenant = tenant_of(request)
+    try:
+        now = time.time()
+        items = [intake.checked(body, tenant, now) for body in intake.bulk(raw)]
+    except intake.Unplain:  # a refusal, or a value only the model reads: the model decides
+        return await _modelled(request, raw, tenant, atomic)
+    engine = request.app.state.engine
+    engine.admission.check([item.priority for item in items])
+    created = await engine.store.create_many(items)
+    # orjson writes a Status as its value, without the enum's ``value`` property
+    results = [{"index": index, "status": "accepted", "id": note_id,
+                "notificationStatus": status, "errors": []}
+               for index, (note_id, status) in enumerate(created)]  # fmt: skip
+    data = {"accepted": len(results), "rejected": 0, "atomic": atomic, "results": results}
+    message = f"{len(results)} accepted, 0 rejected"
+    return JSONBody({"success": True, "data": data, "message": message}, status_code=201)
+
+
+async def _modelled(request: Request, raw: bytes, tenant: str, atomic: bool) -> JSONBody:
+    """The body read by ``NotificationIn``: the valid items stored, the others refused by index."""
     try:
         items = BulkIn.model_validate_json(raw).notifications
         valid: dict[int, NotificationIn] = dict(enumerate(items))
@@ -121,8 +147,7 @@ async def create_bulk(
                         status_code=422)  # fmt: skip
     engine = request.app.state.engine
     engine.admission.check([Priority[b.priority] for b in valid.values()])
-    store = engine.store
-    created = await store.create_many([to_new(b, tenant_of(request)) for b in valid.values()])
+    created = await engine.store.create_many([to_new(b, tenant) for b in valid.values()])
     accepted = dict(zip(valid, created, strict=True))
     data = _results(accepted, rejected, atomic)
     message = f"{len(accepted)} accepted, {len(rejected)} rejected"

@@ -59,6 +59,26 @@ class KeyRing:
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
+    def cached(self, secret: str) -> Principal | None:
+        """The caller a presented key acts as, when memory alone can say so; else None.
+
+        The guard's path for nearly every request: a SHA-256 and a dictionary
+        lookup, no await. None is no verdict (an unknown or unusable key, an
+        entry older than the cache's time, a last-used time due to be written):
+        ``principal`` then decides.
+        """
+        digest = key_hash(secret)
+        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
+            return self._admin
+        known = self._cache.get(digest)
+        now = time.time()
+        if known is None or known.key is None or now - known.fetched > self.ttl:
+            return None
+        key = known.key
+        if not key.usable(now) or now - self._touched.get(key.id, 0.0) >= TOUCH_EVERY:
+            return None
+        return known.caller
+
     async def principal(self, secret: str) -> Principal | None:
         """The caller a presented key acts as; None for an unknown, revoked or expired key.
 
@@ -136,6 +156,12 @@ class _Local:
 _NO_REFILL = 1e-9
 
 
+def _batch(rate: Rate) -> int:
+    """Requests taken from the shared window at once: 1 % of it, 1,000 at most, so a
+    process strands no more than that, and the store sees ~100 writes per window per key."""
+    return max(1, min(1000, rate.count // 100))
+
+
 class Budgets:
     """Fixed windows of ``rate.count`` requests per ``rate.period``, shared through the store.
 
@@ -164,17 +190,9 @@ class Budgets:
             if len(self._local) >= MAX_CACHED:
                 self._local.pop(next(iter(self._local)))
             local = self._local[name] = _Local()
-        # At most 1 % of a window (1,000 at most) is taken at once: a process can strand
-        # no more than that, and the store sees at most ~100 writes per window per key.
-        batch = max(1, min(1000, rate.count // 100))
+        batch = _batch(rate)
         if local.tokens > 0:
-            local.tokens -= 1
-            if local.tokens <= batch // 2 and local.refill is None and not local.empty:
-                local.refill = asyncio.get_running_loop().create_task(
-                    self._prefetch(name, local, rate, batch)
-                )
-                self._background.add(local.refill)
-                local.refill.add_done_callback(self._background.discard)
+            self._take_local(name, local, rate, batch)
             return 0.0
         if local.blocked_until > now:
             return local.blocked_until - now
@@ -191,6 +209,29 @@ class Budgets:
             local.empty = True
             local.blocked_until = (window + 1) * rate.period
             return max(local.blocked_until - time.time(), 0.001)
+
+    def take(self, bucket: str, rate: Rate) -> bool:
+        """Take one request from this process's share of ``bucket`` if it holds one.
+
+        The guard's path for nearly every request, without an await. False
+        takes nothing: ``spend`` then decides (and asks the store if need be).
+        """
+        name = f"{bucket}@{int(time.time() // rate.period)}"
+        local = self._local.get(name)
+        if local is None or local.tokens <= 0:
+            return False
+        self._take_local(name, local, rate, _batch(rate))
+        return True
+
+    def _take_local(self, name: str, local: _Local, rate: Rate, batch: int) -> None:
+        """Spend a local token; fetch the next batch in the background once half is gone."""
+        local.tokens -= 1
+        if local.tokens <= batch // 2 and local.refill is None and not local.empty:
+            local.refill = asyncio.get_running_loop().create_task(
+                self._prefetch(name, local, rate, batch)
+            )
+            self._background.add(local.refill)
+            local.refill.add_done_callback(self._background.discard)
 
     async def _prefetch(self, name: str, local: _Local, rate: Rate, batch: int) -> None:
         try:

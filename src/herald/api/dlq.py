@@ -12,9 +12,9 @@ from starlette.exceptions import HTTPException
 from ..access import Scope
 from ..models import Channel
 from ..store.base import DlqFilter
-from . import present
 from .authz import actor_of, requires, tenant_of
 from .json import JSONBody
+from .paging import PageLimit, PageNumber, notification_page
 from .schemas import Envelope, ErrorBody, NotificationList
 
 router = APIRouter(prefix="/api/dlq", tags=["dlq"])
@@ -74,17 +74,12 @@ async def list_dead(
     error: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: PageNumber = 1,
+    limit: PageLimit = 20,
 ) -> JSONBody:
-    engine = request.app.state.engine
     where = DlqFilterIn(type=type, error=error, since=since, until=until).to_filter()
-    found = await engine.store.dlq(tenant_of(request), where, page, limit)
-    data = {
-        "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
-        "pagination": present.pagination(found),
-    }
-    return JSONBody({"success": True, "data": data})
+    found = await request.app.state.engine.store.dlq(tenant_of(request), where, page, limit)
+    return notification_page(request, found)
 
 
 @router.post(

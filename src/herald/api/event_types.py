@@ -2,22 +2,23 @@
 
 A stored definition replaces a built-in or file one of the same name (PUT);
 deleting it uncovers that one again. Built-in and file types cannot be
-deleted through the API: edit the file, or outrank them.
+deleted through the API: edit the file, or outrank them. The five routes
+every kind of named definition has are ``catalog.py``'s; the rules here are
+the event types' own.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import structlog
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 
 from .. import events as kinds
-from ..access import Scope
 from ..events import BuiltinEventType, EventType, EventTypeExists
 from . import eventviews as views
-from .authz import record, requires, tenant_of
+from .authz import record, tenant_of
+from .catalog import Answer, Catalog
 from .events import event_types
 from .eventschemas import (
     EventTypeBody,
@@ -26,42 +27,31 @@ from .eventschemas import (
     EventTypeList,
     EventTypeOut,
 )
-from .json import JSONBody
-from .refusals import REFUSED, documented, refusal
-from .schemas import Envelope
-from .templates import ok
 
-log = structlog.get_logger("herald.api.event_types")
 router = APIRouter(prefix="/api/event-types", tags=["events"])
-TypeName = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 def _parse(name: str, body: EventTypeBody) -> EventType:
     return kinds.parse({**body.model_dump(), "name": name}, source="api")
 
 
-@router.get(
-    "",
-    dependencies=[requires(Scope.READ)],
-    response_model=Envelope[EventTypeList],
-    responses=documented(503),
-    summary="Every event type in force, with where it comes from",
-)
-async def list_event_types(request: Request) -> JSONBody:
-    found = await event_types(request)
-    return ok({"eventTypes": [views.event_type(t) for t in found.values()]})
+class EventTypes(Catalog):
+    singular, plural = "event_type", "event_types"
+    create_in, replace_in = EventTypeIn, EventTypeBody
+    listed, saved, detail, deleted = EventTypeList, EventTypeOut, EventTypeOut, EventTypeDeleted
+    summaries = {
+        "list_all": "Every event type in force, with where it comes from",
+        "create": "Define an event type (409 if the name is taken, even by a built-in)",
+        "read": "One event type",
+        "replace": "Replace an event type (a built-in or file one is outranked, not changed)",
+        "delete": "Delete a stored event type, uncovering a file or built-in one of that name",
+    }
 
+    async def list_all(self, request: Request) -> Answer:
+        found = await event_types(request)
+        return {"eventTypes": [views.event_type(t) for t in found.values()]}, None
 
-@router.post(
-    "",
-    dependencies=[requires(Scope.MANAGE)],
-    status_code=201,
-    response_model=Envelope[EventTypeOut],
-    responses=documented(409, 422, 503),
-    summary="Define an event type (409 if the name is taken, even by a built-in)",
-)
-async def create_event_type(body: EventTypeIn, request: Request) -> JSONBody:
-    try:
+    async def create(self, request: Request, body: EventTypeIn) -> Answer:
         event_type = _parse(body.name, body)
         existing = (await event_types(request)).get(event_type.name)
         if existing is not None:
@@ -72,62 +62,34 @@ async def create_event_type(body: EventTypeIn, request: Request) -> JSONBody:
         saved = await request.app.state.engine.store.save_event_type(
             tenant_of(request), event_type, True
         )
-    except REFUSED as exc:
-        return refusal(exc)
-    record(request, "event_type_created", event_type=saved.name, targets=len(saved.targets))
-    return ok(views.event_type(saved), "Event type created", status=201)
+        record(request, "event_type_created", event_type=saved.name, targets=len(saved.targets))
+        return views.event_type(saved), "Event type created"
 
+    async def read(self, request: Request, name: str, options: None) -> Answer:
+        found = (await event_types(request)).get(name)
+        if found is None:
+            raise HTTPException(404, f"No event type {name!r}")
+        return views.event_type(found), None
 
-@router.get(
-    "/{name}",
-    dependencies=[requires(Scope.READ)],
-    response_model=Envelope[EventTypeOut],
-    responses=documented(404, 422, 503),
-    summary="One event type",
-)
-async def get_event_type(name: TypeName, request: Request) -> JSONBody:
-    found = (await event_types(request)).get(name)
-    if found is None:
-        raise HTTPException(404, f"No event type {name!r}")
-    return ok(views.event_type(found))
-
-
-@router.put(
-    "/{name}",
-    dependencies=[requires(Scope.MANAGE)],
-    response_model=Envelope[EventTypeOut],
-    responses=documented(404, 422, 503),
-    summary="Replace an event type (a built-in or file one is outranked, not changed)",
-)
-async def put_event_type(name: TypeName, body: EventTypeBody, request: Request) -> JSONBody:
-    if name not in await event_types(request):
-        raise HTTPException(404, f"No event type {name!r}; POST /api/event-types creates one")
-    try:
+    async def replace(self, request: Request, name: str, body: EventTypeBody) -> Answer:
+        if name not in await event_types(request):
+            raise HTTPException(404, f"No event type {name!r}; POST /api/event-types creates one")
         saved = await request.app.state.engine.store.save_event_type(
             tenant_of(request), _parse(name, body), False
         )
-    except REFUSED as exc:
-        return refusal(exc)
-    record(request, "event_type_replaced", event_type=saved.name, targets=len(saved.targets))
-    return ok(views.event_type(saved), f"Event type {name!r} replaced")
+        record(request, "event_type_replaced", event_type=saved.name, targets=len(saved.targets))
+        return views.event_type(saved), f"Event type {name!r} replaced"
+
+    async def delete(self, request: Request, name: str, options: None) -> Answer:
+        deleted = await request.app.state.engine.store.delete_event_type(tenant_of(request), name)
+        record(request, "event_type_deleted", event_type=name, deleted=deleted)
+        now = (await event_types(request)).get(name)
+        if not deleted:
+            if now is not None:
+                raise BuiltinEventType(f"event type {name!r} is {now.source}; it cannot be deleted")
+            raise HTTPException(404, f"No event type {name!r}")
+        data: dict[str, Any] = {"name": name, "now": views.event_type(now) if now else None}
+        return data, f"Event type {name!r} deleted"
 
 
-@router.delete(
-    "/{name}",
-    dependencies=[requires(Scope.MANAGE)],
-    response_model=Envelope[EventTypeDeleted],
-    responses=documented(404, 409, 422, 503),
-    summary="Delete a stored event type, uncovering a file or built-in one of that name",
-)
-async def delete_event_type(name: TypeName, request: Request) -> JSONBody:
-    deleted = await request.app.state.engine.store.delete_event_type(tenant_of(request), name)
-    record(request, "event_type_deleted", event_type=name, deleted=deleted)
-    now = (await event_types(request)).get(name)
-    if not deleted:
-        if now is not None:
-            return refusal(
-                BuiltinEventType(f"event type {name!r} is {now.source}; it cannot be deleted")
-            )
-        raise HTTPException(404, f"No event type {name!r}")
-    data: dict[str, Any] = {"name": name, "now": views.event_type(now) if now else None}
-    return ok(data, f"Event type {name!r} deleted")
+EventTypes().declare(router)

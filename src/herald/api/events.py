@@ -25,11 +25,11 @@ from ..templates import merged, normalize_locale
 from . import eventviews as views
 from . import present
 from .authz import requires, tenant_of
+from .envelope import ok
 from .eventschemas import EventAccepted, EventDetail, EventIn, EventList
 from .json import JSONBody
 from .refusals import REFUSED, documented, refusal
 from .schemas import Envelope
-from .templates import ok
 
 log = structlog.get_logger("herald.api.events")
 router = APIRouter(prefix="/api/events", tags=["events"])

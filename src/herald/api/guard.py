@@ -50,15 +50,12 @@ from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT
 from .authz import is_public
 from .errors import UNAVAILABLE, too_large_body
+from .headers import Header, secured, tail
+from .ingest import PATH as INGEST
+from .ingest import IngestFastPath
 
 log = structlog.get_logger("herald.api")
 
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-]
-FRAME_POLICY = (b"content-security-policy", b"frame-ancestors 'none'")
 TENANT_HEADER = b"x-herald-tenant"
 DASHBOARD = "/dashboard"
 LOGIN = "/dashboard/login"
@@ -67,7 +64,7 @@ SESSION_PATHS = ("/docs", "/openapi.json")
 #: Methods whose body the JSON API reads, and the media type it must have.
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 JSON = b"application/json"
-VARY_ORIGIN = (b"vary", b"Origin")
+MAX_HOSTS_SEEN = 64
 #: The caller when HERALD_AUTH=off (local experiments only, loopback only).
 NOBODY = Principal(DEFAULT_TENANT, frozenset({Permission.ADMIN}), "anonymous")
 
@@ -85,10 +82,20 @@ class Guard:
         self.auth = settings.auth == "on"
         self.hosts = settings.hosts()
         self.any_host = "*" in self.hosts
-        self.identity = (b"x-herald-instance", settings.instance.encode())
+        #: Host headers already found allowed, as sent (a few: name and port); parsing
+        #: one was 1.5 us a request. Bounded: ports make endless allowed spellings.
+        self.hosts_seen: set[bytes] = set()
+        identity = (b"x-herald-instance", settings.instance.encode())
+        #: What each answer gets added (``headers.tail``), without and with Vary: Origin.
+        self.tails = (tail(identity, False), tail(identity, True))
+        #: The ingest fast path, when it is what the guard guards: called with the raw
+        #: ``send`` and the headers to add, it builds its answer's head whole.
+        self.fast = app if isinstance(app, IngestFastPath) else None
         self.max_bytes = settings.max_body_bytes
         self.anonymous_rate = parse_rate(settings.anonymous_rate_limit)
-        self.gzip = GZipMiddleware(app, minimum_size=1024)
+        # Level 1, not Starlette's 9: a bulk answer (116 KB) took 0.43 ms and 17.4 KB
+        # so, and 3.4 ms and 15.7 KB at 9, a sixth of bulk ingest's CPU (measured).
+        self.gzip = GZipMiddleware(app, minimum_size=1024, compresslevel=1)
         self.cors: ASGIApp | None = None
         if settings.cors_origins:
             self.cors = CORSMiddleware(
@@ -105,85 +112,83 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
+        # One look at the headers for all that follows (a repeated header's last value
+        # counts, as it did in the loops this replaces, one here and one per layer).
+        headers = dict(scope["headers"])
+        host = headers.get(b"host")
+        origin = headers.get(b"origin")
         # No Host at all is an HTTP/1.0 client such as a health checker: browsers always
         # send one, so its absence cannot be a DNS-rebinding page.
-        foreign = not self.any_host and host is not None and _hostname(host) not in self.hosts
+        foreign = False
+        if host is not None and not self.any_host and host not in self.hosts_seen:
+            foreign = _hostname(host) not in self.hosts
+            if not foreign and len(self.hosts_seen) < MAX_HOSTS_SEEN:
+                self.hosts_seen.add(host)
         # With CORS on every answer varies by Origin; Starlette's middleware says so on
         # those it sees, this on the rest (no Origin, or refused before it).
-        vary = self.cors is not None and (origin is None or foreign)
-        send = _secured(send, self.identity, vary)
+        added = self.tails[self.cors is not None and (origin is None or foreign)]
         if foreign:
             shown = (host or b"").decode("latin-1")[:100]
-            await _answer(send, 400, f"Host {shown!r} is not one this server answers to.")
+            await _answer(secured(send, added), 400,
+                          f"Host {shown!r} is not one this server answers to.")  # fmt: skip
             return
         if origin is not None and self.cors is not None:
-            await self.cors(scope, receive, send)
+            await self.cors(scope, receive, secured(send, added))
         else:
-            await self._protected(scope, receive, send)
+            await self._admit(scope, receive, send, headers, added)
 
     async def _protected(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Behind the CORS middleware, whose ``send`` is already ``secured``."""
+        await self._admit(scope, receive, send, dict(scope["headers"]), None)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes],
+                     added: tuple[Header, ...] | None) -> None:  # fmt: skip
+        """Credential, budget and media type; then the app. ``added``: the headers every
+        answer still needs (None when ``send`` adds them already)."""
         method, path = scope["method"], scope["path"]
-        # One pass over the headers for all that follows: it runs on every request.
-        secret = header_key = cookie = tenant = kind = length = None
-        zipped = chunked = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, rest = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    secret = rest
-            elif name == b"content-type":
-                kind = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"accept-encoding":
-                zipped = b"gzip" in value
-            elif name == b"x-api-key":
-                header_key = value
-            elif name == b"cookie":
-                cookie = value
-            elif name == TENANT_HEADER:
-                tenant = value
-            elif name == b"transfer-encoding":
-                chunked = True
         if not is_public(method, path):
             try:
-                # Authorization wins when a client sends both (a generated client may).
-                refusal = await self._authenticate(scope, secret or header_key, cookie, tenant)
+                # The usual case decided without awaiting: a known key with budget left.
+                if not self._known(scope, headers):
+                    refusal = await self._authenticate(scope, headers)
+                    if refusal is not None:
+                        await self._refuse(scope, _wrapped(send, added), refusal)
+                        return
             except StoreUnavailable as exc:
                 log.warning("store_unavailable", path=path, error=str(exc))
                 await _raw(
-                    send,
+                    _wrapped(send, added),
                     503,
                     orjson.dumps(UNAVAILABLE),
                     [(b"content-type", b"application/json"), (b"retry-after", b"1")],
                 )
                 return
-            if refusal is not None:
-                status, message, headers = refusal
-                if status == 401 and _is_page(path) and method in ("GET", "HEAD"):
-                    target = LOGIN + "?next=" + quote(_path_and_query(scope), safe="/")
-                    await _raw(send, 303, b"", [(b"location", target.encode())])
-                    return
-                await _answer(send, status, message, headers)
-                return
+        kind = headers.get(b"content-type")
+        length = headers.get(b"content-length")
         if (
             kind != JSON
-            and (kind is not None or chunked or (length is not None and length.strip(b"0")))
+            and (kind is not None or b"transfer-encoding" in headers
+                 or (length is not None and length.strip(b"0")))
             and method in WRITES
             and path.startswith("/api/")
             and not _is_json(kind)
-        ):
-            await self._not_json(receive, send, kind, length)
-        elif zipped:
+        ):  # fmt: skip
+            await self._not_json(receive, _wrapped(send, added), kind, length)
+        elif b"gzip" in headers.get(b"accept-encoding", b""):
+            send = _wrapped(send, added)
             await self.gzip(scope, receive, _weakened(send) if method == "GET" else send)
+        elif self.fast is not None and method == "POST" and path == INGEST:
+            await self.fast.serve(scope, receive, send, added)
         else:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _wrapped(send, added))
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
+        status, message, headers = refusal
+        if status == 401 and _is_page(scope["path"]) and scope["method"] in ("GET", "HEAD"):
+            target = LOGIN + "?next=" + quote(_path_and_query(scope), safe="/")
+            await _raw(send, 303, b"", [(b"location", target.encode())])
+            return
+        await _answer(send, status, message, headers)
 
     async def _not_json(self, receive: Receive, send: Send, kind: bytes | None,
                         length: bytes | None) -> None:  # fmt: skip
@@ -208,13 +213,43 @@ class Guard:
         await _answer(send, 415, "The request body must be JSON (Content-Type: application/json).",
                       errors=[{"field": "headers.content-type", "message": shown}])  # fmt: skip
 
-    async def _authenticate(self, scope: Scope, presented: bytes | None, cookie: bytes | None,
-                            acting: bytes | None) -> Refusal | None:  # fmt: skip
+    def _known(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        """Admit the usual caller without an await: a key found in the cache with budget
+        left in this process (or anyone, with HERALD_AUTH=off), acting in its own tenant.
+
+        False leaves the decision to ``_authenticate``, having spent nothing. With
+        this, the fast path's answer sent unwrapped and the host cache, the ASGI
+        stack's CPU per stored-key ingest request fell from 53 to 40 us
+        (in-process, 30,000 requests, best of three).
+        """
+        if TENANT_HEADER in headers:
+            return False
+        caller: Principal | None = NOBODY
+        if self.auth:
+            presented = _presented(headers)
+            secret = presented.strip().decode("latin-1") if presented is not None else None
+            if not secret:
+                return False
+            engine = self.state_holder.state
+            caller = engine.keys.cached(secret)
+            if caller is None:
+                return False
+            rate = caller.rate
+            spends = caller.key_id is not None and rate is not None
+            if spends and not engine.budgets.take(f"key:{caller.key_id}", rate):
+                return False
+        scope.setdefault("state", {})["principal"] = caller
+        return True
+
+    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
         """Put the caller in ``scope["state"]``; or say why not.
 
-        ``presented`` is the key sent (Bearer, else X-API-Key),
-        ``acting`` the X-Herald-Tenant header, as ``_protected`` found them.
+        The key sent is the Bearer token, else X-API-Key; the tenant acted for,
+        X-Herald-Tenant.
         """
+        presented = _presented(headers)
+        cookie = headers.get(b"cookie")
+        acting = headers.get(TENANT_HEADER)
         secret = presented.strip().decode("latin-1") if presented is not None else None
         tenant = acting.decode("latin-1") if acting is not None else None
         engine = self.state_holder.state
@@ -274,22 +309,19 @@ def _too_many(wait: float, limit: int, period: float) -> Refusal:
     )
 
 
-def _secured(send: Send, identity: tuple[bytes, bytes], vary_origin: bool) -> Send:
-    async def secured(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            present = {name.lower() for name, _ in headers}
-            headers += [h for h in SECURITY_HEADERS if h[0] not in present]
-            if FRAME_POLICY[0] not in present:
-                headers.append(FRAME_POLICY)
-            if identity[0] not in present:
-                headers.append(identity)
-            if vary_origin:
-                headers.append(VARY_ORIGIN)
-            message["headers"] = headers
-        await send(message)
+def _wrapped(send: Send, added: tuple[Header, ...] | None) -> Send:
+    return send if added is None else secured(send, added)
 
-    return secured
+
+def _presented(headers: dict[bytes, bytes]) -> bytes | None:
+    """The key sent: the Bearer token (Authorization wins when a client sends both, as a
+    generated client may), else X-API-Key."""
+    authorization = headers.get(b"authorization")
+    if authorization is not None:
+        scheme, _, rest = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and rest:
+            return rest
+    return headers.get(b"x-api-key")
 
 
 def _weakened(send: Send) -> Send:

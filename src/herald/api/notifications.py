@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from starlette.exceptions import HTTPException
 
 from ..access import Scope
@@ -14,6 +14,7 @@ from . import present
 from .authz import actor_of, record, requires, tenant_of
 from .ingest import accept
 from .json import JSONBody
+from .paging import PageLimit, PageNumber, notification_page
 from .schemas import (
     Envelope,
     ErrorBody,
@@ -95,24 +96,19 @@ async def get_notification(notification_id: str, request: Request) -> JSONBody:
 )
 async def list_notifications(
     request: Request,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: PageNumber = 1,
+    limit: PageLimit = 20,
     status: StatusName | None = None,
     type: Channel | None = None,
     priority: PriorityName | None = None,
 ) -> JSONBody:
-    engine = _engine(request)
     where = ListFilter(
         status=Status(status) if status else None,
         channel=type,
         priority=Priority[priority] if priority else None,
     )
-    found = await engine.store.find(tenant_of(request), where, page, limit)
-    data = {
-        "notifications": [present.notification(n, engine.max_attempts) for n in found.items],
-        "pagination": present.pagination(found),
-    }
-    return JSONBody({"success": True, "data": data})
+    found = await _engine(request).store.find(tenant_of(request), where, page, limit)
+    return notification_page(request, found)
 
 
 @router.post(

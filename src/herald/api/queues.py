@@ -14,6 +14,7 @@ from ..models import ALL_QUEUES, canonical_queue
 from . import present
 from .authz import record, requires, tenant_of
 from .json import JSONBody
+from .notifications import system_stats
 from .schemas import Envelope, ErrorBody, SystemStats
 
 router = APIRouter(prefix="/api", tags=["queues"])
@@ -64,8 +65,7 @@ async def queue_health(request: Request) -> JSONBody:
     summary="Counts by status, type and priority (as /api/notifications/stats/system)",
 )
 async def notification_stats(request: Request) -> JSONBody:
-    stats = await request.app.state.engine.store.stats(tenant_of(request))
-    return JSONBody({"success": True, "data": present.stats(stats)})
+    return await system_stats(request)
 
 
 async def _set_paused(request: Request, name: str, paused: bool) -> JSONBody:

@@ -208,12 +208,25 @@ class SystemStats(BaseModel):
     successRate: float
 
 
+class LoopHealth(BaseModel):
+    """One background loop (sweeper, flusher, listener, ...) under supervision."""
+
+    state: Literal["running", "restarting", "crash-looping", "stopped", "dead"] = Field(
+        description="crash-looping or dead makes the whole process unhealthy"
+    )
+    restarts: int = Field(description="restarts after a failure since the process started")
+    lastError: str | None
+    lastErrorAt: float | None = Field(description="POSIX seconds")
+    lastSuccessAt: float | None = Field(description="POSIX seconds of its last progress")
+
+
 class Health(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     timestamp: str
     services: dict[str, str]
     uptime: float
     instance: str
+    loops: dict[str, LoopHealth] = Field(description="every background loop, by name")
 
 
 class MailboxItem(BaseModel):

@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from starlette.exceptions import HTTPException
 
 from ..access import Scope
@@ -22,13 +22,15 @@ from ..fanout import token_hash
 from ..models import Status
 from . import eventviews as views
 from . import present
+from .aliases import SeedAlias
 from .authz import requires, tenant_of
-from .events import pagination, submit
+from .envelope import ok
+from .events import pagination
 from .json import JSONBody
+from .paging import PageLimit, PageNumber
 from .refusals import REFUSED, documented, refusal
 from .schemas import Envelope
 from .seedschemas import SignupIn, SignupList, SignupOut, SignupStatistics, SignupStatus
-from .templates import ok
 
 SIGNUP = "signup"
 #: How long a verification link works. Long enough for a weekend away.
@@ -36,8 +38,6 @@ VERIFY_TTL = 7 * 24 * 3600.0
 
 log = structlog.get_logger("herald.api.signups")
 router = APIRouter(prefix="/api/signups", tags=["seed routes"])
-Page = Annotated[int, Query(ge=1, le=1_000_000)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 async def _listed(request: Request, found: EventPage) -> dict[str, Any]:
@@ -50,21 +50,11 @@ async def _listed(request: Request, found: EventPage) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "",
-    dependencies=[requires(Scope.SEND)],
-    status_code=201,
-    response_model=Envelope[SignupOut],
-    responses=documented(422, 503),
-    summary="Create a signup; a welcome email with a verification link goes out",
-)
-async def create_signup(body: SignupIn, request: Request) -> JSONBody:
-    data = body.model_dump(exclude_none=True, exclude={"locale"})
-    try:
-        event, notes = await submit(request, SIGNUP, data, locale=body.locale)
-    except REFUSED as exc:
-        return refusal(exc)
-    return ok(views.signup(event, notes), "Signup created; welcome email queued", status=201)
+SeedAlias(
+    "", SIGNUP, SignupIn, "Signup created; welcome email queued",
+    "Create a signup; a welcome email with a verification link goes out",
+    answer=SignupOut, view=views.signup,
+).declare(router)  # fmt: skip
 
 
 @router.get(
@@ -74,7 +64,7 @@ async def create_signup(body: SignupIn, request: Request) -> JSONBody:
     responses=documented(422, 503),
     summary="Signups, newest first, with their welcome email's status",
 )
-async def list_signups(request: Request, page: Page = 1, limit: Limit = 20) -> JSONBody:
+async def list_signups(request: Request, page: PageNumber = 1, limit: PageLimit = 20) -> JSONBody:
     found = await request.app.state.engine.store.find_events(
         tenant_of(request), EventFilter(type=SIGNUP), page, limit
     )
@@ -113,7 +103,9 @@ async def signup_statistics(request: Request) -> JSONBody:
     responses=documented(422, 503),
     summary="Signups whose welcome email failed for good (in the DLQ)",
 )
-async def failed_welcome_emails(request: Request, page: Page = 1, limit: Limit = 20) -> JSONBody:
+async def failed_welcome_emails(
+    request: Request, page: PageNumber = 1, limit: PageLimit = 20
+) -> JSONBody:
     where = EventFilter(type=SIGNUP, primary_status=Status.FAILED)
     found = await request.app.state.engine.store.find_events(tenant_of(request), where, page, limit)
     return ok(await _listed(request, found))

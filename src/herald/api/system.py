@@ -1,4 +1,9 @@
-"""Health and the capture mailbox."""
+"""Health and the capture mailbox.
+
+Health covers the store (answers, commits), the worker, open breakers, and
+each background loop's liveness (``supervise.py``): a loop that is dead or
+crash-looping makes the process unhealthy, so a balancer stops sending to it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from ..access import Scope
 from ..errors import StoreUnavailable
 from ..metrics import exposition
 from ..models import Channel
+from ..supervise import LoopState
 from . import present
 from .authz import requires, tenant_of
 from .json import JSONBody
@@ -41,6 +47,10 @@ async def health(request: Request) -> JSONBody:
         services["database"] = await engine.commit_problem() or "connected"
     if engine.deliver:
         services["worker"] = "running" if engine.worker_running else "stopped"
+    loops = engine.liveness()
+    for live in loops:  # ``loops`` has every loop; ``services`` names the ones in trouble
+        if not live.healthy or live.state is LoopState.RESTARTING:
+            services[f"loop:{live.name}"] = live.describe()
     breakers = []
     with contextlib.suppress(StoreUnavailable):  # the database line already says so
         breakers = await engine.store.breakers()
@@ -48,7 +58,11 @@ async def health(request: Request) -> JSONBody:
         if b.state == "closed":
             continue
         services[f"provider:{b.provider}@{b.instance}"] = f"breaker {b.state}"
-    healthy = services["database"] == "connected" and services.get("worker") != "stopped"
+    healthy = (
+        services["database"] == "connected"
+        and services.get("worker") != "stopped"
+        and all(live.healthy for live in loops)
+    )
     status = "healthy" if healthy else "unhealthy"
     if healthy and engine.admission.shedding:
         status = "degraded"  # still serving: HIGH and CRITICAL are taken
@@ -59,6 +73,7 @@ async def health(request: Request) -> JSONBody:
         "services": services,
         "uptime": round(time.time() - engine.started_at, 3),
         "instance": engine.settings.instance,
+        "loops": {live.name: live.as_dict() for live in loops},
     }
     return JSONBody(body, status_code=200 if healthy else 503)
 

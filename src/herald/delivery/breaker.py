@@ -4,13 +4,29 @@ Closed: calls go through; ``threshold`` consecutive failures open it. Open: no
 call reaches the provider for ``reset_after`` seconds. Half-open: one trial
 call; success closes the breaker, failure opens it again. A permanent error
 (a bad address) says the provider is up, so it counts as a success.
+
+Calls go through ``async with breaker.call(max_wait) as call`` (or, on the
+chain's hot path, ``admit`` and ``end`` in a ``try``/``finally``). The block
+always ends the call, whatever escapes it (a cancellation, a store outage
+in the pacer, a bug): a trial that was neither marked ``succeeded`` nor
+``failed`` is given back, so the breaker can never stay half-open for ever.
+While the trial is out, other calls wait for its verdict (up to ``max_wait``
+and the reset time) rather than being turned away at once only to come
+straight back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from ..errors import Throttled
+
+#: When a call that waited out its time for a trial's verdict may come back.
+BUSY_RETRY = 1.0
 
 
 class State(enum.StrEnum):
@@ -35,6 +51,7 @@ class Breaker:
         self._state = State.CLOSED
         self._opened_at = 0.0
         self._trial = False
+        self._verdict: asyncio.Event | None = None  # set when the trial in flight ends
         self._on_change = on_change
         self._clock = clock
 
@@ -60,29 +77,109 @@ class Breaker:
             return True
         return False
 
+    @property
+    def on_trial(self) -> bool:
+        """Is a half-open trial call out now?"""
+        return self._trial and self._state is State.HALF_OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Closed: a call needs no admission (no trial to take, nothing to wait for)."""
+        return self._state is State.CLOSED
+
+    @asynccontextmanager
+    async def call(self, max_wait: float = 0.0) -> AsyncIterator[Call]:
+        """Admit one call, or raise ``Throttled``; see the module docstring."""
+        trial = await self.admit(max_wait)
+        call = Call()
+        try:
+            yield call
+        finally:
+            self.end(trial, call.outcome)
+
+    async def admit(self, max_wait: float) -> bool:
+        """Admit one call, or raise ``Throttled``; True when it is the half-open trial.
+
+        The caller must then ``end`` the call, whatever happens (``call()`` does:
+        the chain's hot path inlines it, the generator's frame costing more
+        than the rest of an admission).
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(max_wait, self.reset_after)
+        while True:
+            state = self.state
+            if state is State.CLOSED:
+                return False
+            if state is State.OPEN:
+                raise Throttled(self.name, self.retry_in(), "circuit is open")
+            if not self._trial:
+                self._trial = True
+                return True
+            left = end - loop.time()
+            if left <= 0:
+                raise Throttled(self.name, BUSY_RETRY, "awaits its trial call")
+            if self._verdict is None:
+                self._verdict = asyncio.Event()
+            try:
+                async with asyncio.timeout(left):
+                    await self._verdict.wait()
+            except TimeoutError:
+                raise Throttled(self.name, BUSY_RETRY, "awaits its trial call") from None
+
+    def end(self, trial: bool, outcome: bool | None) -> None:
+        """End an admitted call: True it succeeded, False it failed, None it never went out."""
+        if outcome is True:
+            if self.failures or trial or self._state is not State.CLOSED:
+                self.succeeded()
+        elif outcome is False:
+            self.failed()
+        elif trial:
+            self.release()
+
     def release(self) -> None:
         """Give back a half-open trial that was never used (the call did not go out)."""
+        self._end_trial()
+
+    def _end_trial(self) -> None:
         self._trial = False
+        if self._verdict is not None:
+            self._verdict.set()
+            self._verdict = None
 
     def succeeded(self) -> None:
-        self._trial = False
         self.failures = 0
         if self._state is not State.CLOSED:
             self._set(State.CLOSED)
+        self._end_trial()
 
     def failed(self) -> None:
-        self._trial = False
         self.failures += 1
         if self._state is State.HALF_OPEN or (
             self._state is State.CLOSED and self.failures >= self.threshold
         ):
             self._opened_at = self._clock()
             self._set(State.OPEN)
+        self._end_trial()
 
     def _set(self, state: State) -> None:
         self._state = state
         if self._on_change is not None:
             self._on_change(self, state)
+
+
+class Call:
+    """One admitted call; the chain marks how it went, if it went out at all."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: bool | None = None
+
+    def succeeded(self) -> None:
+        self.outcome = True
+
+    def failed(self) -> None:
+        self.outcome = False
 
 
 class Breakers:

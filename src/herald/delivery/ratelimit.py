@@ -4,9 +4,10 @@
 provider a bucket that lives in the store, so the limit holds however many
 worker processes share it; each process takes tokens in small lots. A
 provider's 429 with ``Retry-After`` pauses it for that long, here at once and
-through the store for the other processes. Throttled sends wait; a send that
-would wait longer than ``max_wait`` is handed back (``Throttled``) so the
-worker can requeue it instead of holding its lease.
+through the store for the other processes. Throttled sends wait, in priority
+order; a send that would wait past its budget's ``wait_limit()`` is handed
+back (``Throttled``) so the worker can requeue it instead of holding its
+lease.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import structlog
+
+from ..budget import Budget, Lanes
+from ..errors import StoreUnavailable, Throttled
 from ..store.base import Store
 
-
-class Throttled(Exception):
-    def __init__(self, provider: str, wait: float) -> None:
-        super().__init__(f"{provider} is rate limited for {wait:.1f}s")
-        self.provider = provider
-        self.wait = wait
+log = structlog.get_logger("herald.ratelimit")
 
 
 class Pacer:
@@ -33,33 +33,71 @@ class Pacer:
         self.rate = rate
         self.burst = burst if burst is not None else (rate or 0.0)
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        # One caller at a time asks the shared bucket, highest priority first: the
+        # others wait here in line rather than each polling the store on its own.
+        self._turn = Lanes(1)
 
-    async def acquire(self, max_wait: float) -> None:
-        """Return when a call may go out; raise ``Throttled`` if that is too far off."""
-        deadline = time.time() + max_wait
-        while True:
+    def free(self) -> bool:
+        """May a call go out now without asking anyone: no rate set, no pause in force?
+
+        The common case, checked without awaiting ``acquire`` (an await per send
+        that has nothing to wait for).
+        """
+        return self.rate is None and (not self._paused_until or self._paused_until <= time.time())
+
+    async def acquire(self, budget: Budget) -> None:
+        """Return when a call may go out; raise ``Throttled`` if that is too far off.
+
+        Waiting is bounded by ``budget.wait_limit()``; a CRITICAL send goes
+        ahead of every LOW one still waiting for a token.
+        """
+        end = time.monotonic() + budget.wait_limit()
+        await self._hold_off(end)
+        if self.rate is None:
+            return
+        try:
+            async with asyncio.timeout(end - time.monotonic()):
+                await self._turn.acquire(budget.priority)
+        except TimeoutError:
+            raise Throttled(self.provider, self._queued_wait()) from None
+        try:
+            while True:
+                await self._hold_off(end)
+                try:
+                    granted, wait = await self.store.take_tokens(
+                        self.provider, self.rate, self.burst, 1
+                    )
+                except StoreUnavailable as exc:
+                    # Nothing went out: the notification waits for the store, unspent.
+                    log.warning("pacer_store_unavailable", provider=self.provider, error=str(exc))
+                    raise Throttled(self.provider, 1.0, "cannot reach its rate limit") from exc
+                if granted:
+                    return
+                if time.monotonic() + wait > end:
+                    raise Throttled(self.provider, max(wait, self._queued_wait()))
+                await asyncio.sleep(max(wait, 0.001))
+        finally:
+            self._turn.release()
+
+    async def _hold_off(self, end: float) -> None:
+        """Sit out the provider's pause; raise ``Throttled`` if it outlasts ``end``."""
+        pause = self._paused_until - time.time()
+        while pause > 0:
+            if time.monotonic() + pause > end:
+                raise Throttled(self.provider, pause)
+            await asyncio.sleep(pause)
             pause = self._paused_until - time.time()
-            if pause > 0:
-                if time.time() + pause > deadline:
-                    raise Throttled(self.provider, pause)
-                await asyncio.sleep(pause)
-                continue
-            if self.rate is None:
-                return
-            async with self._lock:  # one bucket request at a time per process
-                granted, wait = await self.store.take_tokens(
-                    self.provider, self.rate, self.burst, 1
-                )
-            if granted:
-                return
-            if time.time() + wait > deadline:
-                raise Throttled(self.provider, wait)
-            await asyncio.sleep(max(wait, 0.001))
+
+    def _queued_wait(self) -> float:
+        """Roughly how long the callers already in line will take."""
+        return max(1.0, (self._turn.waiting + 1) / (self.rate or 1.0))
 
     async def pause(self, seconds: float) -> None:
         """The provider asked us to hold off (429/503 with Retry-After)."""
         until = time.time() + seconds
         self._paused_until = max(self._paused_until, until)
         if self.rate is not None:
-            await self.store.pause_provider(self.provider, until)
+            try:
+                await self.store.pause_provider(self.provider, until)
+            except StoreUnavailable as exc:  # held here at least; the others learn later
+                log.warning("pause_unshared", provider=self.provider, error=str(exc))

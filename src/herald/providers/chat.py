@@ -8,7 +8,7 @@ carries its credentials, so one provider covers them all.
 Where Apprise connects is a tenant's choice, so it goes through the
 destination guard (``ssrf.py``) like a webhook: every such plugin makes its
 HTTP calls with ``requests``, and while a send runs, requests connects only
-through ``ssrf.RequestsDoor``, which resolves the host itself, refuses
+through ``requestsdoor.RequestsDoor``, which resolves the host itself, refuses
 loopback, private, link-local, multicast and reserved addresses (unless
 ``HERALD_CHAT_ALLOW_HOSTS`` admits them), connects to the address it
 checked, and follows no redirect. Services that open other connections
@@ -39,7 +39,8 @@ from ..errors import ConfigError, PermanentError, TransientError
 from ..models import Channel
 from ..store.base import Store
 from .base import Message, Provider, Receipt, register
-from .ssrf import Allowance, Guard, RequestsDoor, Resolver, mask_credentials, withheld
+from .requestsdoor import RequestsDoor
+from .ssrf import Allowance, Guard, Resolver, mask_credentials, withheld
 
 log = structlog.get_logger("herald.providers.chat")
 

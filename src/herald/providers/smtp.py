@@ -7,10 +7,12 @@ pays that price once per connection rather than once per message.
 
 A send holds one of the pool's slots from before the message is composed
 (mime.py) until the transaction ends, so a worker with a thousand claims in
-flight keeps only a pool's worth of messages in memory. Waiting for a slot is
-bounded by half the lease, as the worker bounds a throttled send: past that
-the provider raises ``Throttled`` and the notification goes back to the queue
-rather than being sent after its lease has run out, and by another worker too.
+flight keeps only a pool's worth of messages in memory. Slots go to waiters by
+priority (a CRITICAL email is next, however many LOW ones wait), and waiting
+is bounded by the attempt's budget (``budget.py``; half the lease without
+one): past that the provider raises ``Throttled`` and the notification goes
+back to the queue rather than being sent after its lease has run out, and by
+another worker too.
 
 Errors are classified for the retry ladder: a 5xx reply to the transaction
 means the message itself will never be accepted (``PermanentError``);
@@ -31,10 +33,10 @@ import aiosmtplib
 import structlog
 from aiosmtplib.email import quote_address
 
+from .. import budget
 from ..config import Settings
-from ..delivery.ratelimit import Throttled
-from ..errors import ConfigError, PermanentError, TransientError
-from ..models import Channel
+from ..errors import ConfigError, PermanentError, Throttled, TransientError
+from ..models import Channel, Priority
 from ..store.base import Store
 from .base import Message, Provider, Receipt, register
 from .mime import Composed, Composer, ascii_domain
@@ -79,8 +81,8 @@ class SMTPProvider(Provider):
             raise ConfigError(f"HERALD_SMTP_FROM: {exc}") from exc
         self._composer = Composer(settings.smtp_from)
         self._tls_context = _tls_context(settings) if settings.smtp_tls != "none" else None
-        self._slots = asyncio.Semaphore(settings.smtp_pool_size)
-        self._slot_wait = settings.lease_seconds / 2
+        self._slots = budget.Lanes(settings.smtp_pool_size)
+        self._slot_wait = settings.lease_seconds / 2  # for a send made outside an attempt
         self._idle: list[aiosmtplib.SMTP] = []
         self._closed = False
 
@@ -123,22 +125,24 @@ class SMTPProvider(Provider):
             self._slots.release()
 
     async def _take_slot(self) -> None:
-        """Wait for one of the pool's sessions, but not past half the claim's lease.
+        """Wait for one of the pool's sessions, but not past the attempt's wait limit.
 
         A worker claims far more notifications than the pool has sessions, and
         a slow server can keep them queued here for minutes. One still waiting
         when its lease runs out is handed to another worker by the sweeper and
-        sent by both; so, like the pacer with the worker's ``max_wait``, give up
-        at half the lease and raise ``Throttled``: the chain tries the next
-        provider, and failing that the worker puts the notification back
-        without spending an attempt.
+        sent by both; so, like the pacer, give up at the budget's wait limit
+        and raise ``Throttled``: the chain tries the next provider, and failing
+        that the worker puts the notification back without spending an attempt.
         """
+        attempt = budget.current()
+        wait = self._slot_wait if attempt is None else attempt.wait_limit()
+        priority = Priority.MEDIUM if attempt is None else attempt.priority
         try:
-            async with asyncio.timeout(self._slot_wait):
-                await self._slots.acquire()
+            async with asyncio.timeout(wait):
+                await self._slots.acquire(priority)
         except TimeoutError:
-            log.info("smtp_pool_busy", host=self._host, port=self._port, waited=self._slot_wait)
-            raise Throttled(self.name, _REQUEUE_AFTER) from None
+            log.info("smtp_pool_busy", host=self._host, port=self._port, waited=round(wait, 3))
+            raise Throttled(self.name, _REQUEUE_AFTER, "had no free session") from None
 
     async def close(self) -> None:
         """QUIT idle sessions; sessions still sending QUIT when they come back."""

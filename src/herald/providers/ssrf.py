@@ -10,20 +10,20 @@ before the request loses to DNS rebinding (the name resolves to a public
 address for the check and to a private one for the connection).
 
 So the guard sits where the socket is opened: ``Guard`` resolves the host
-itself, refuses if any answer is not a public unicast address, and the
-connection then goes to an address it checked, never resolving again. TLS
-and the ``Host`` header still use the URL's name. ``Allowance`` lets an
-operator admit names or networks (a receiver on the private network, a test
-server). Two doors lead to the one guard:
+itself, refuses (``RefusedDestination``) if any answer is not a public
+unicast address, and the connection then goes to an address it checked,
+never resolving again. TLS and the ``Host`` header still use the URL's name.
+``Allowance`` lets an operator admit names or networks (a receiver on the
+private network, a test server). This module holds those rules; two doors
+lead to the one guard:
 
-- httpx (webhooks, status callbacks, Web Push): ``GuardedTransport``, whose
-  httpcore network backend connects through the guard.
-- requests (Apprise, behind every chat service): ``RequestsDoor``. Apprise's
-  plugins call ``requests.post`` in worker threads, so there is no client to
-  hand a transport to. While ``door.open()`` is active (a context variable,
-  which Apprise copies into its threads), every ``requests.Session`` sends
-  through the door's adapter, whose urllib3 connections connect through the
-  guard. Outside it, requests behaves as it always does.
+- httpx (webhooks, status callbacks, Web Push): ``httpxdoor.GuardedTransport``,
+  an httpx transport over httpcore's connection pool with a network backend
+  that connects through the guard.
+- requests (Apprise, behind every chat service): ``requestsdoor.RequestsDoor``.
+  Apprise's plugins call ``requests.post`` in worker threads, so there is no
+  client to hand a transport to; while the door is open, every
+  ``requests.Session`` sends through the door's adapter.
 
 Neither door follows redirects or uses proxies from the environment (through
 a proxy, the address checked would be the proxy's). A caller is told the
@@ -35,33 +35,20 @@ the private network for whoever asks. Credentials in a URL are shown as
 Usage::
 
     guard = Guard(Allowance.parse("10.1.2.0/24, hooks.internal", "HERALD_X"))
-    client = httpx.AsyncClient(transport=GuardedTransport(guard))
-    # client.post(...) raises RefusedDestination for a private destination
+    addresses = await guard.resolve_async("hooks.internal", 443, timeout=5.0)
+    # RefusedDestination for a private destination; else connect to one of ``addresses``
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import ipaddress
 import re
 import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-import httpcore
-import httpx
-import requests
-from requests.adapters import BaseAdapter, HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util import connection as urllib3_connection
-
-from ..errors import ConfigError
+from ..errors import ConfigError, RefusedDestination
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,13 +73,6 @@ _NO_SUCH_HOST = frozenset(
 )
 #: The user information of a URL: ``scheme://`` up to the authority's last ``@``.
 _USERINFO = re.compile(r"://([^\s/?#]*)@")
-
-
-class RefusedDestination(Exception):
-    """The destination is not public and not admitted, or has no address: nothing was sent.
-
-    Its text says why, for the log; a caller is told ``withheld(host)``.
-    """
 
 
 def withheld(host: str) -> str:
@@ -221,7 +201,11 @@ class Guard:
         return self.check(host, answers)
 
     async def resolve_async(self, host: str, port: int, timeout: float | None) -> list[IPAddress]:
-        """The checked addresses of ``host``, without blocking the event loop."""
+        """The checked addresses of ``host``, without blocking the event loop.
+
+        RefusedDestination, or TimeoutError and OSError for a lookup that may work
+        later: each door says those in its own library's errors.
+        """
         loop = asyncio.get_running_loop()
         try:
             if self.resolver is not None:
@@ -232,33 +216,11 @@ class Guard:
                     loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
                 )
                 answers = [str(info[4][0]) for info in found]
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         except (OSError, UnicodeError) as exc:
             if _no_such_host(exc):
                 raise RefusedDestination(f"refused to connect to {host}: no such host") from exc
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            raise
         return self.check(host, answers)
-
-    def connect(
-        self,
-        host: str,
-        port: int,
-        timeout: Any = None,
-        source_address: tuple[str, int] | None = None,
-        socket_options: Any = None,
-    ) -> socket.socket:
-        """Blocking: a TCP socket to a checked address of ``host``."""
-        failure: OSError | None = None
-        for address in self.resolve(host, port):
-            try:
-                return urllib3_connection.create_connection(
-                    (str(address), port), timeout, source_address, socket_options
-                )
-            except OSError as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
 
 
 def _no_such_host(exc: Exception) -> bool:
@@ -266,233 +228,3 @@ def _no_such_host(exc: Exception) -> bool:
     return isinstance(exc, UnicodeError) or (
         isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_HOST
     )
-
-
-# -- the httpx door -------------------------------------------------------------
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the guard checked."""
-
-    def __init__(self, guard: Guard, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._guard.resolve_async(host, port, timeout)
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise RefusedDestination("refused to connect to a Unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a ``GuardedBackend`` (an ``Allowance`` means the system resolver).
-
-    httpx takes no network backend, so the connection pool it builds is
-    replaced by one that has the guard (same TLS context and limits).
-    """
-
-    def __init__(
-        self,
-        guard: Guard | Allowance,
-        *,
-        limits: httpx.Limits | None = None,
-        http2: bool = False,
-        **options: Any,
-    ) -> None:
-        guard = guard if isinstance(guard, Guard) else Guard(guard)
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        super().__init__(trust_env=False, limits=limits, http2=http2, **options)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http2=http2,
-            network_backend=GuardedBackend(guard),
-        )
-
-
-# -- the requests door ----------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    """What happened at the guard during one ``RequestsDoor.open()``, for the caller's error."""
-
-    host: str | None = None
-    refused: str | None = None  # why the guard refused (for the log)
-    unreachable: str | None = None  # why a checked address did not answer (for the log)
-    redirected: bool = False  # a reply redirected, and the redirect was not followed
-
-
-_OPEN: contextvars.ContextVar[tuple[RequestsDoor, Seen] | None] = contextvars.ContextVar(
-    "herald_requests_door", default=None
-)
-
-
-class RequestsDoor:
-    """requests' way through the guard, for libraries that call requests themselves.
-
-    Usage::
-
-        door = RequestsDoor(Guard(allowance))
-        with door.open() as seen:
-            requests.post(url)  # through the guard: no redirects, no proxies
-        if seen.refused: ...
-        door.close()
-    """
-
-    def __init__(self, guard: Guard) -> None:
-        _install()
-        self.guard = guard
-        self.adapter: HTTPAdapter = _GuardedAdapter()
-
-    @contextlib.contextmanager
-    def open(self) -> Iterator[Seen]:
-        """Guard every request made in this context, and in threads that copy it."""
-        seen = Seen()
-        token = _OPEN.set((self, seen))
-        try:
-            yield seen
-        finally:
-            _OPEN.reset(token)
-
-    def close(self) -> None:
-        self.adapter.close()
-
-
-def _connect(conn: HTTPConnection) -> socket.socket:
-    """urllib3's ``_new_conn`` through the open door's guard, in urllib3's own errors."""
-    current = _OPEN.get()
-    if current is None:  # only the door's adapter makes these connections, while it is open
-        raise NewConnectionError(conn, "refused: no destination guard is open")
-    door, seen = current
-    seen.host = conn.host
-    try:
-        return door.guard.connect(
-            conn._dns_host, conn.port, conn.timeout, conn.source_address, conn.socket_options
-        )
-    except RefusedDestination as exc:
-        seen.refused = str(exc)
-        raise NewConnectionError(conn, str(exc)) from exc
-    except TimeoutError as exc:
-        seen.unreachable = f"connecting to {conn.host} timed out"
-        raise ConnectTimeoutError(conn, seen.unreachable) from exc
-    except OSError as exc:
-        seen.unreachable = f"cannot connect to {conn.host}: {exc}"
-        raise NewConnectionError(conn, seen.unreachable) from exc
-
-
-class _GuardedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _connect(self)
-
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _connect(self)  # TLS is then set up on it for the URL's name
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """requests' adapter with guarded connection pools, never through a proxy, never retrying."""
-
-    def __init__(self) -> None:
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPPool,
-            "https": _GuardedHTTPSPool,
-        }
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
-    ) -> requests.Response:
-        return super().send(request, stream, timeout, verify, cert, proxies=None)
-
-
-_installed = False
-_install_lock = threading.Lock()
-
-
-def _install() -> None:
-    """Send requests through the open door: two methods of ``requests.Session``.
-
-    Both do what they always did while no door is open in the calling context.
-    ``get_adapter`` is asked for every request a session sends (redirects
-    included); ``get_redirect_target`` is how a session finds where to go next.
-    """
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        get_adapter = requests.Session.get_adapter
-        get_redirect_target = requests.Session.get_redirect_target
-
-        def guarded_adapter(session: Any, url: str) -> BaseAdapter:
-            current = _OPEN.get()
-            if current is None:
-                return get_adapter(session, url)
-            if not url.lower().startswith(("http://", "https://")):
-                raise requests.exceptions.InvalidSchema("only http:// and https:// are guarded")
-            return current[0].adapter
-
-        def no_redirect(session: Any, response: requests.Response) -> str | None:
-            current = _OPEN.get()
-            target = get_redirect_target(session, response)
-            if current is None:
-                return target
-            if target is not None:
-                current[1].redirected = True
-            return None
-
-        requests.Session.get_adapter = guarded_adapter  # type: ignore[method-assign,assignment]
-        requests.Session.get_redirect_target = no_redirect  # type: ignore[method-assign,assignment]
-        _installed = True

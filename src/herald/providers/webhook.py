@@ -50,6 +50,7 @@ from ..errors import (
     ConfigError,
     DeliveryError,
     PermanentError,
+    RefusedDestination,
     TransientError,
     UnregisteredRecipient,
 )
@@ -57,14 +58,8 @@ from ..models import Channel
 from ..store.base import Store
 from . import httpapi
 from .base import Message, Provider, Receipt, register
-from .ssrf import (
-    Allowance,
-    Guard,
-    GuardedTransport,
-    RefusedDestination,
-    mask_credentials,
-    withheld,
-)
+from .httpxdoor import GuardedTransport
+from .ssrf import Allowance, Guard, mask_credentials, withheld
 
 log = structlog.get_logger("herald.providers.webhook")
 

@@ -59,6 +59,7 @@ from ..errors import (
     ConfigError,
     DeliveryError,
     PermanentError,
+    RefusedDestination,
     TransientError,
     UnregisteredRecipient,
 )
@@ -66,7 +67,8 @@ from ..models import Channel
 from ..store.base import Store
 from . import httpapi
 from .base import Message, Provider, Receipt, register
-from .ssrf import Allowance, GuardedTransport, RefusedDestination, withheld
+from .httpxdoor import GuardedTransport
+from .ssrf import Allowance, withheld
 
 log = structlog.get_logger("herald.providers.webpush")
 

@@ -1,4 +1,4 @@
-"""The store contract: every operation Herald performs on its database.
+"""The store contract: every port of ``ports.py`` in one object, with its lifecycle.
 
 One object owns all database access. Writes that arrive together share one
 transaction (group commit), and a caller's ``await`` returns only after the
@@ -13,76 +13,51 @@ Usage::
     claims = await store.claim(limit=100, lease_seconds=60)
     await store.complete([Sent(claims[0], "capture", "m-1", 3.2, time.time())])
     await store.close()
+
+The stores: ``sqlite.py`` (the embedded default), ``postgres.py`` (scale-out)
+and ``memory/`` (a test double). The catalog and events ports are written
+once (``catalog.py``, ``eventlog.py``) over each store's ``Dialect``; access
+once (``access.py``) over each store's ``Runner``.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
-from ..models import (
-    AuditEntry,
-    Channel,
-    Claim,
-    MailboxMessage,
-    NewNotification,
-    Notification,
-    Outcome,
-    Page,
-    Priority,
-    QueueCounts,
-    Stats,
-    Status,
-)
-from ..templates import Template, TemplateDraft
+from ..models import NewNotification
+from ..supervise import Liveness
 from .access import Access
+from .ports import (
+    BreakerState,
+    Catalog,
+    Coordination,
+    Created,
+    DeadLetters,
+    DlqFilter,
+    Events,
+    Idempotency,
+    IdempotencyRecord,
+    ListFilter,
+    Mailbox,
+    Notifications,
+    Queue,
+)
 
-#: What ``Store.create_many`` answers per notification: its id and the status it starts in.
-Created = tuple[str, Status]
-
-
-@dataclass(frozen=True, slots=True)
-class DlqFilter:
-    channel: Channel | None = None
-    error: str | None = None  # a substring of the last error, any case
-    since: float | None = None  # failed at or after
-    until: float | None = None  # failed before
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyRecord:
-    request_hash: str
-    status_code: int | None  # None: the first request is still being answered
-    response: bytes | None
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerState:
-    instance: str
-    provider: str
-    state: str  # closed, open or half-open
-    failures: int
-    changed_at: float
+__all__ = [
+    "BreakerState", "Created", "DlqFilter", "IdempotencyRecord", "ListFilter", "Store",
+]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class ListFilter:
-    status: Status | None = None
-    channel: Channel | None = None
-    priority: Priority | None = None
-
-
-class Store(abc.ABC):
+class Store(
+    Queue, Notifications, DeadLetters, Idempotency, Coordination, Catalog, Events, Mailbox,
+    abc.ABC,
+):  # fmt: skip
     """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
 
     #: API keys, dashboard users and sessions (``access.py``); each store sets it.
     access: Access
 
-    #: True when ``wait_for_work`` wakes on writes made by any process (PostgreSQL's
-    #: LISTEN/NOTIFY), so an idle worker polls only for rows that fall due later.
     notifies_work: bool = False
 
     @abc.abstractmethod
@@ -100,255 +75,13 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the database cannot answer."""
 
-    @abc.abstractmethod
-    async def heartbeat(self, instance: str) -> None:
-        """Commit one tiny write; raises when the store cannot commit (disk full, read-only)."""
-
-    # -- the API's side ---------------------------------------------------
-
-    @abc.abstractmethod
-    async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
-        """Store new notifications with their PENDING and QUEUED audit rows.
-
-        An item whose idempotency key already exists for its tenant is not
-        stored again: the existing row is returned in its place.
-        """
+    def liveness(self) -> list[Liveness]:
+        """The store's own background loops (a LISTEN connection), for health."""
+        return []
 
     async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
         """Store ``items`` as ``create`` does, answering only each one's id and status.
 
-        For bulk requests: building a full Notification for every row costs
-        more than storing it, and their answer needs only these two values.
-        The stores override this with a path that builds none.
+        The SQL stores override this with a path that builds no Notification.
         """
         return [(n.id, n.status) for n in await self.create(items)]
-
-    @abc.abstractmethod
-    async def get(self, tenant_id: str, notification_id: str) -> Notification | None: ...
-
-    @abc.abstractmethod
-    async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]: ...
-
-    @abc.abstractmethod
-    async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page: ...
-
-    @abc.abstractmethod
-    async def stats(self, tenant_id: str) -> Stats: ...
-
-    @abc.abstractmethod
-    async def queues(self, tenant_id: str) -> list[QueueCounts]: ...
-
-    @abc.abstractmethod
-    async def set_paused(self, queue: str, paused: bool) -> None: ...
-
-    @abc.abstractmethod
-    async def backlog(self) -> int:
-        """Notifications of every tenant waiting due for delivery (load shedding reads it)."""
-
-    @abc.abstractmethod
-    async def cancel(self, tenant_id: str, notification_id: str, actor: str | None = None) -> bool:
-        """Cancel a notification not yet sent nor being sent; False if it was not cancellable.
-
-        The audit row names ``actor`` (who cancelled it) when given.
-        """
-
-    @abc.abstractmethod
-    async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
-        """Dead letters, most recent failure first."""
-
-    @abc.abstractmethod
-    async def replay(
-        self, tenant_id: str, ids: Sequence[str] | None, where: DlqFilter | None, actor: str,
-        limit: int = 10_000,
-    ) -> list[str]:  # fmt: skip
-        """Put dead letters back on their channel's queue with a fresh ladder.
-
-        By ``ids``, or else by ``where`` (at most ``limit``); each gets an audit
-        row naming ``actor``. Returns the ids replayed.
-        """
-
-    @abc.abstractmethod
-    async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
-        """Delete a dead letter and its history; False if it is not in the DLQ."""
-
-    @abc.abstractmethod
-    async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
-        """Delete a SENT, FAILED or CANCELLED notification and its history; False if it is
-        not one (an operator's way to remove a row nobody needs)."""
-
-    @abc.abstractmethod
-    async def clean(self, created_before: float, batch: int = 5000) -> int:
-        """Delete SENT notifications created before the time, with their history.
-
-        FAILED ones stay until replayed or deleted. Returns how many went.
-        """
-
-    @abc.abstractmethod
-    async def idempotency_begin(
-        self, tenant_id: str, key: str, request_hash: str, expired_before: float
-    ) -> IdempotencyRecord | None:
-        """Claim ``key`` for a new request, or return the record already there.
-
-        A record created before ``expired_before`` is forgotten and the key claimed anew.
-        """
-
-    @abc.abstractmethod
-    async def idempotency_finish(
-        self, tenant_id: str, key: str, status_code: int, response: bytes
-    ) -> None: ...
-
-    @abc.abstractmethod
-    async def idempotency_abandon(self, tenant_id: str, key: str) -> None:
-        """Forget an unfinished claim (the request failed), so a retry may run."""
-
-    @abc.abstractmethod
-    async def idempotency_expire(self, created_before: float) -> int: ...
-
-    # -- provider resilience (shared by every worker process) ---------------
-
-    @abc.abstractmethod
-    async def take_tokens(
-        self, provider: str, rate: float, burst: float, want: int
-    ) -> tuple[int, float]:
-        """Take up to ``want`` tokens from the provider's shared bucket.
-
-        Returns how many were granted and, when none were, how many seconds
-        until one will be (a pause set by ``pause_provider`` counts too).
-        """
-
-    @abc.abstractmethod
-    async def pause_provider(self, provider: str, until: float) -> None:
-        """Hold every process's calls to ``provider`` until the time (a 429's Retry-After)."""
-
-    @abc.abstractmethod
-    async def record_breaker(self, state: BreakerState) -> None: ...
-
-    @abc.abstractmethod
-    async def breakers(self) -> list[BreakerState]:
-        """The last recorded breaker state of every provider in every process."""
-
-    @abc.abstractmethod
-    async def mailbox(
-        self, tenant_id: str, limit: int, channel: Channel | None = None
-    ) -> list[MailboxMessage]: ...
-
-    # -- the worker's side ------------------------------------------------
-
-    @abc.abstractmethod
-    async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
-    ) -> list[Claim]:
-        """Lease up to ``limit`` due notifications, highest priority first.
-
-        Each claimed row becomes PROCESSING with a new token and an audit row;
-        paused queues are skipped.
-        """
-
-    @abc.abstractmethod
-    async def complete(self, outcomes: Sequence[Outcome]) -> int:
-        """Record delivery outcomes with their audit rows; return how many applied.
-
-        An outcome whose claim token no longer matches the row is stale and is
-        ignored.
-        """
-
-    @abc.abstractmethod
-    async def release(self, claims: Sequence[Claim]) -> int:
-        """Give back claims that were never attempted (shutdown)."""
-
-    @abc.abstractmethod
-    async def sweep(self, max_attempts: int) -> int:
-        """Return rows whose lease expired to the queue; return how many.
-
-        A row that stalled on its last allowed attempt goes to the DLQ instead,
-        so a message that crashes every worker cannot loop forever.
-        """
-
-    @abc.abstractmethod
-    async def capture(self, message: MailboxMessage) -> None:
-        """Keep a message the capture provider 'sent'."""
-
-    @abc.abstractmethod
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when new work may be due, or after ``timeout`` seconds."""
-
-    # -- templates, event types and events (migration 002) ------------------
-
-    @abc.abstractmethod
-    async def templates(
-        self, tenant_id: str, name: str | None = None, version: int | None = None
-    ) -> list[Template]:
-        """Stored template variants: the latest version of each, or those at ``version``.
-
-        Built-in templates are not stored; ``templates.merged`` adds them.
-        """
-
-    @abc.abstractmethod
-    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
-        """Store the draft as the variant's next version (1 for a new variant).
-
-        With ``create``, an existing variant raises ``TemplateExists`` instead.
-        """
-
-    @abc.abstractmethod
-    async def delete_templates(
-        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
-    ) -> int:
-        """Delete every version of the name's variants (or of one); return rows deleted."""
-
-    @abc.abstractmethod
-    async def event_types(self, tenant_id: str) -> list[EventType]:
-        """Event types defined through the API (``events.merged`` adds the others)."""
-
-    @abc.abstractmethod
-    async def save_event_type(
-        self, tenant_id: str, event_type: EventType, create: bool
-    ) -> EventType:
-        """Store or replace a definition; with ``create`` an existing one raises
-        ``EventTypeExists``."""
-
-    @abc.abstractmethod
-    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
-        """Delete a stored definition; False if none was stored."""
-
-    @abc.abstractmethod
-    async def create_event(
-        self, event: NewEvent, items: Sequence[NewNotification]
-    ) -> tuple[EventRecord, list[Notification]]:
-        """Store an event, its notifications (as ``create`` does) and the links between
-        them in ONE transaction: all of it is durable before this returns, or none."""
-
-    @abc.abstractmethod
-    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None: ...
-
-    @abc.abstractmethod
-    async def find_events(
-        self, tenant_id: str, where: EventFilter, page: int, limit: int
-    ) -> EventPage:
-        """Events, newest first."""
-
-    @abc.abstractmethod
-    async def event_notifications(
-        self, tenant_id: str, event_ids: Sequence[str]
-    ) -> dict[str, list[Notification]]:
-        """Each event's notifications in target order; one query for a page of events."""
-
-    @abc.abstractmethod
-    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
-        """Spend the one-time token whose SHA-256 is ``token_hash``.
-
-        Raises ``TokenUnknown``, ``TokenUsed``, or ``TokenExpired`` when the event
-        was created before ``not_before``; a token works exactly once.
-        """
-
-    @abc.abstractmethod
-    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
-        """Counts of an event type: total, verified, created since ``since``, and the
-        statuses of each event's primary (first) notification."""
-
-    @abc.abstractmethod
-    async def sensitive_notifications(
-        self, tenant_id: str, notification_ids: Sequence[str]
-    ) -> set[str]:
-        """Which of these notifications hold a secret in their message (``metadata.sensitive``),
-        so a presenter can redact a message it has without the notification row."""

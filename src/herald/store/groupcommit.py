@@ -6,11 +6,17 @@ savepoint of one transaction, commits once, and only then resolves the callers'
 futures. With ``synchronous=FULL`` the fsync is paid once per burst instead of
 once per request, and nobody hears "done" before their row is on disk.
 A failing write rolls back to its own savepoint and fails alone.
+
+If the thread itself dies (an error no write should raise, a broken
+connection), every write it held and every later one fails at once with
+``StoreUnavailable``, rather than waiting for ever for a commit that will
+never come; ``dead`` says why, and the store's health checks raise it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -44,7 +50,19 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="herald-sqlite-writer", daemon=True)
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self._dead: str | None = None
+        self._gate = threading.Lock()  # orders submit() against the thread's death
         self.commits = 0  # transactions committed; tests and metrics read it
+
+    @property
+    def dead(self) -> str | None:
+        """Why the writer thread is gone, or None while it runs."""
+        return self._dead
+
+    def check(self) -> None:
+        """Raise ``StoreUnavailable`` if writes can no longer commit."""
+        if self._dead is not None:
+            raise StoreUnavailable(self._dead)
 
     def start(self) -> None:
         self._thread.start()
@@ -63,7 +81,11 @@ class GroupCommitWriter:
         ``wakes`` says the write makes work due, so idle workers are woken.
         """
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((write, future, wakes))
+        with self._gate:
+            if self._dead is None:
+                self._queue.put((write, future, wakes))
+                return future
+        future.set_exception(StoreUnavailable(self._dead))
         return future
 
     def _run(self) -> None:
@@ -74,6 +96,7 @@ class GroupCommitWriter:
             self._ready.set()
             return
         self._ready.set()
+        batch: list[_Item] = []
         try:
             while True:
                 first = self._queue.get()
@@ -93,10 +116,36 @@ class GroupCommitWriter:
                 results = self._commit(conn, batch)
                 wakes = any(item[2] for item in batch)
                 self._loop.call_soon_threadsafe(self._resolve, results, wakes)
+                batch = []
                 if stop:
                     return
+        except BaseException as exc:  # logged here: nobody joins this thread to see it
+            log.critical("store_writer_died", error=repr(exc)[:300], pending=len(batch))
+            self._die(f"the database writer stopped: {type(exc).__name__}: {exc}", batch)
         finally:
-            conn.close()
+            self._die("the store is closed", [])
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _die(self, reason: str, held: list[_Item]) -> None:
+        """Refuse later writes, and fail ``held`` and whatever is still queued."""
+        with self._gate:
+            if self._dead is None:
+                self._dead = reason
+        failure = StoreUnavailable(self._dead)
+        items = list(held)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                items.append(item)
+        if not items:
+            return
+        results = [(future, None, failure) for _, future, _ in items]
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
+            self._loop.call_soon_threadsafe(self._resolve, results, False)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[tuple[Any, Any, Any]]:
         try:
@@ -134,7 +183,7 @@ class GroupCommitWriter:
 
     def _resolve(self, results: list[tuple[Any, Any, Any]], wakes: bool) -> None:
         for future, value, error in results:
-            if future.cancelled():
+            if future.done():
                 continue
             if error is not None:
                 future.set_exception(error)

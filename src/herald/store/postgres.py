@@ -21,7 +21,6 @@ import asyncpg
 import structlog
 
 from ..errors import StoreUnavailable
-from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
     AuditEntry,
     Channel,
@@ -34,15 +33,16 @@ from ..models import (
     Priority,
     QueueCounts,
     Stats,
-    Status,
 )
-from ..templates import Template, TemplateDraft
-from . import postgres_events as events
+from ..supervise import Liveness
+from . import history, records, sql
 from . import postgres_jobs as jobs
-from . import records, sql
 from .access import Access, Row, statements
 from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from .catalog import CatalogRules
+from .eventlog import EventRules
 from .postgres_batch import GroupCommit
+from .postgres_events import PostgresDialect
 from .postgres_listen import CHANNEL, WorkListener
 from .postgres_pool import Pool, Q, affected
 from .rows import breakdown_stats, notification_from_row, queue_counts
@@ -51,7 +51,7 @@ log = structlog.get_logger("herald.store.postgres")
 A = statements("postgres")
 
 
-class PostgresStore(Store):
+class PostgresStore(CatalogRules, EventRules, Store):
     notifies_work = True
 
     def __init__(self, url: str, pool_size: int = 10, connect_patience: float = 15.0) -> None:
@@ -63,6 +63,9 @@ class PostgresStore(Store):
         # Bulk requests (create_many) share transactions among themselves.
         self._bulk = GroupCommit(self._pool, jobs.insert_many, self._listener.wake)
         self.access = Access(_AccessRunner(self._pool))
+        # Templates, event types and events: their rules are shared (catalog.py, eventlog.py).
+        self.dialect = PostgresDialect(self._pool, jobs.insert, self._listener.wake)
+        self.clock = time.time
 
     @property
     def commits(self) -> int:
@@ -111,6 +114,10 @@ class PostgresStore(Store):
     async def heartbeat(self, instance: str) -> None:
         await self._pool.execute("heartbeat", instance, time.time())
 
+    def liveness(self) -> list[Liveness]:
+        own = self._listener.liveness
+        return [] if own is None else [own]
+
     async def wait_for_work(self, timeout: float) -> None:
         self._listener.start()  # only processes that wait hold a LISTEN connection
         await self._listener.wait(timeout)
@@ -132,8 +139,8 @@ class PostgresStore(Store):
         return None if row is None else notification_from_row(row)
 
     async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]:
-        rows = await self._pool.fetch("audit", notification_id, tenant_id)
-        return [AuditEntry(r[0], r[1], Status(r[2]), r[3], r[4], r[5] or {}) for r in rows]
+        rows = await self._pool.fetch("history", tenant_id, notification_id)
+        return history.from_rows(notification_id, rows)
 
     async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page:
         args = (
@@ -170,11 +177,11 @@ class PostgresStore(Store):
         return await self._pool.fetchval("cancel", *args) is not None
 
     async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
-        args = _dlq_args(tenant_id, where)
         async with self._pool.connection() as conn:
-            total = await conn.fetchval(Q["dlq_count"], *args)
-            rows = await conn.fetch(Q["dlq_filtered"], *args, limit, (page - 1) * limit)
-        return Page([notification_from_row(r) for r in rows], total, page, limit)
+            ids, total = await _dlq_matching(conn, tenant_id, where, limit, (page - 1) * limit)
+            found = await conn.fetch(Q["by_ids"], tenant_id, ids)
+        rows = {n.id: n for n in map(notification_from_row, found)}
+        return Page([rows[i] for i in ids if i in rows], total, page, limit)
 
     async def replay(
         self, tenant_id: str, ids: Sequence[str] | None, where: DlqFilter | None, actor: str,
@@ -185,8 +192,8 @@ class PostgresStore(Store):
         async def write(conn: asyncpg.Connection) -> list[str]:
             chosen = list(ids or [])
             if ids is None:
-                args = _dlq_args(tenant_id, where or DlqFilter())
-                chosen = [r[0] for r in await conn.fetch(Q["dlq_ids"], *args, limit)]
+                matching = where or DlqFilter()
+                chosen, _ = await _dlq_matching(conn, tenant_id, matching, limit, 0, True)
             rows = await conn.fetch(
                 Q["replay"], tenant_id, chosen, now, records.replayed(actor), {"actor": actor},
                 CHANNEL,
@@ -347,93 +354,19 @@ class PostgresStore(Store):
             m.subject, m.body, m.html, m.at,
         )  # fmt: skip
 
-    # -- templates, event types and events (the SQL work is in postgres_events.py) -
 
-    async def templates(
-        self, tenant_id: str, name: str | None = None, version: int | None = None
-    ) -> list[Template]:
-        async with self._pool.connection() as conn:
-            return await events.templates(conn, tenant_id, name, version)
-
-    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
-        now = time.time()
-        return await self._pool.transaction(
-            lambda c: events.save_template(c, tenant_id, draft, create, now)
-        )
-
-    async def delete_templates(
-        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
-    ) -> int:
-        async with self._pool.connection() as conn:
-            return await events.delete_templates(conn, tenant_id, name, channel, locale)
-
-    async def event_types(self, tenant_id: str) -> list[EventType]:
-        async with self._pool.connection() as conn:
-            return await events.event_types(conn, tenant_id)
-
-    async def save_event_type(
-        self, tenant_id: str, event_type: EventType, create: bool
-    ) -> EventType:
-        now = time.time()
-        return await self._pool.transaction(
-            lambda c: events.save_event_type(c, tenant_id, event_type, create, now)
-        )
-
-    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
-        async with self._pool.connection() as conn:
-            return await events.delete_event_type(conn, tenant_id, name)
-
-    async def create_event(
-        self, event: NewEvent, items: Sequence[NewNotification]
-    ) -> tuple[EventRecord, list[Notification]]:
-        now = time.time()
-
-        async def write(conn: asyncpg.Connection) -> tuple[EventRecord, list[Notification]]:
-            created = await jobs.insert(conn, items, now) if items else []
-            return await events.insert_event(conn, event, created), created
-
-        stored = await self._pool.transaction(write)
-        self._listener.wake()
-        return stored
-
-    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None:
-        async with self._pool.connection() as conn:
-            return await events.get_event(conn, tenant_id, event_id)
-
-    async def find_events(
-        self, tenant_id: str, where: EventFilter, page: int, limit: int
-    ) -> EventPage:
-        async with self._pool.connection() as conn:
-            return await events.find_events(conn, tenant_id, where, page, limit)
-
-    async def event_notifications(
-        self, tenant_id: str, event_ids: Sequence[str]
-    ) -> dict[str, list[Notification]]:
-        async with self._pool.connection() as conn:
-            return await events.event_notifications(conn, tenant_id, event_ids)
-
-    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
-        now = time.time()
-        return await self._pool.transaction(
-            lambda c: events.verify(c, tenant_id, token_hash, not_before, now)
-        )
-
-    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
-        async with self._pool.connection() as conn:
-            return await events.event_stats(conn, tenant_id, event_type, since)
-
-    async def sensitive_notifications(
-        self, tenant_id: str, notification_ids: Sequence[str]
-    ) -> set[str]:
-        if not notification_ids:
-            return set()
-        async with self._pool.connection() as conn:
-            return await events.sensitive(conn, tenant_id, notification_ids)
-
-
-def _dlq_args(tenant_id: str, where: DlqFilter) -> tuple[object, ...]:
+async def _dlq_matching(
+    conn: asyncpg.Connection, tenant_id: str, where: DlqFilter, limit: int, offset: int,
+    oldest_first: bool = False,
+) -> tuple[list[str], int]:  # fmt: skip
+    """The ids of a page of the dead letters ``where`` matches, and how many match in all."""
     channel = where.channel.value if where.channel else None
-    return (tenant_id, channel, where.error or None, where.since, where.until)
+    args = (tenant_id, channel, where.error or None, where.since, where.until, oldest_first)
+    rows = await conn.fetch(Q["dlq_matching"], *args, limit, offset)
+    if not rows and offset:  # past the end: the count comes from the first page
+        rows = await conn.fetch(Q["dlq_matching"], *args, 1, 0)
+        return [], rows[0][1] if rows else 0
+    return [r[0] for r in rows], rows[0][1] if rows else 0
 
 
 class _AccessRunner:

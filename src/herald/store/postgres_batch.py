@@ -1,8 +1,9 @@
 """Group commit for PostgreSQL: concurrent ``create`` calls share one transaction.
 
 Requests queue up; a committer task takes everything waiting (up to
-``max_rows`` notifications) and inserts it with one statement, its own
-transaction (the rows, their audit entries and the NOTIFY). Each caller's
+``max_rows`` notifications) and inserts it in one transaction (the rows and
+the NOTIFY): one statement that is its own transaction, or a COPY and the
+NOTIFY. Each caller's
 future is resolved only after that COMMIT, so nobody hears "stored" before
 their rows are durable (``synchronous_commit = on``). While one transaction
 commits, the next burst gathers; ``parallel``
@@ -34,7 +35,8 @@ from .postgres_pool import Pool
 log = structlog.get_logger("herald.store.postgres")
 
 R = TypeVar("R")  # what the write answers per notification
-#: Stores the notifications with ONE write statement (it runs as its own transaction).
+#: Stores the notifications in one transaction: ONE write statement (it runs as its own
+#: transaction), or a transaction the write opens itself.
 Write = Callable[[asyncpg.Connection, list[NewNotification], float], Awaitable[list[R]]]
 
 

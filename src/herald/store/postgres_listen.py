@@ -12,7 +12,8 @@ The listener keeps its connection open, checks it now and then (a network cut
 sends no goodbye), and reconnects with backoff after an outage. Notifications
 sent while it was away are lost, so a reconnect counts as a wake-up; rows that
 fall due with nobody announcing them (written while no one listened) are found
-by the worker's slow idle poll.
+by the worker's slow idle poll. The loop runs under a ``Supervisor``: an
+error of a kind it does not expect restarts it rather than ending it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import structlog
 from asyncpg import PostgresError
 
 from ..errors import StoreUnavailable
+from ..supervise import Liveness, Supervisor
 from .postgres_pool import OUTAGE, Q
 
 log = structlog.get_logger("herald.store.postgres")
@@ -46,10 +48,16 @@ class WorkListener:
         self._changed = asyncio.Event()  # woken, or a new due time announced
         self._due: list[float] = []  # announced due times still ahead (a heap)
         self._task: asyncio.Task[None] | None = None
+        self.loops = Supervisor()
+
+    @property
+    def liveness(self) -> Liveness | None:
+        """The listening loop's, once it has started."""
+        return self.loops.loops.get("pg-listen")
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="herald-pg-listen")
+            self._task = self.loops.spawn("pg-listen", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -94,7 +102,7 @@ class WorkListener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
-    async def _run(self) -> None:
+    async def _run(self, live: Liveness) -> None:
         delay = 0.1
         while True:
             try:
@@ -105,7 +113,7 @@ class WorkListener:
                 delay = min(delay * 2, 5.0)
                 continue
             try:
-                await self._listen(conn)
+                await self._listen(conn, live)
             except (*OUTAGE, PostgresError) as exc:
                 log.warning("work_listener_lost", error=str(exc))
             finally:
@@ -114,16 +122,18 @@ class WorkListener:
                     conn.terminate()
             delay = 0.1
 
-    async def _listen(self, conn: asyncpg.Connection) -> None:
+    async def _listen(self, conn: asyncpg.Connection, live: Liveness) -> None:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: lost.set())
         await conn.add_listener(CHANNEL, self._notified)
         self.connected = True
         self.wake()  # whatever was notified while we were away
         log.info("work_listener_connected")
+        live.ok()
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), CHECK_EVERY)
             if not lost.is_set():
                 await conn.execute(Q["ping"], timeout=CHECK_EVERY)
+                live.ok()
         log.warning("work_listener_lost", error="connection closed")

@@ -61,13 +61,17 @@ def dsn_of(url: str) -> str:
 
 
 async def _setup(conn: asyncpg.Connection) -> None:
-    """JSON columns arrive as Python values and are sent from them."""
+    """JSON columns arrive as Python values and are sent from them.
+
+    In jsonb's binary form (a version byte, 1, then the text), which COPY needs
+    (``postgres_jobs.insert_many``).
+    """
     await conn.set_type_codec(
         "jsonb",
         schema="pg_catalog",
-        encoder=lambda value: orjson.dumps(value).decode(),
-        decoder=orjson.loads,
-        format="text",
+        encoder=lambda value: b"\x01" + orjson.dumps(value),
+        decoder=lambda data: orjson.loads(data[1:]),
+        format="binary",
     )
 
 

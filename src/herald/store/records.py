@@ -1,7 +1,8 @@
-"""What a store writes for each change: the new row and the words of its audit entries.
+"""What a store writes for each change: the new row and the words of its history entries.
 
 Shared by every store, so a notification's history reads the same whichever
-database keeps it; the stores only decide how the values reach their tables.
+database keeps it; the stores only decide how the values reach their tables
+(and ``history.py`` words the entries that are read from the row instead).
 """
 
 from __future__ import annotations

@@ -23,12 +23,10 @@ import orjson
 import structlog
 
 from ..errors import StoreUnavailable
-from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
     AuditEntry,
     Channel,
     Claim,
-    Dead,
     MailboxMessage,
     NewNotification,
     Notification,
@@ -36,18 +34,17 @@ from ..models import (
     Page,
     Priority,
     QueueCounts,
-    Retry,
-    Sent,
     Stats,
-    Status,
-    new_id,
 )
-from ..templates import Template, TemplateDraft
-from . import records, sql, sqlite_events
+from . import history, records, sql
+from . import sqlite_jobs as jobs
 from .access import Access, Row, statements
 from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from .catalog import CatalogRules
+from .eventlog import EventRules
 from .groupcommit import GroupCommitWriter
-from .rows import breakdown_stats, notification_from_row, queue_counts, status_callback
+from .rows import breakdown_stats, notification_from_row, queue_counts
+from .sqlite_events import SQLiteDialect
 
 log = structlog.get_logger("herald.store.sqlite")
 T = TypeVar("T")
@@ -55,7 +52,7 @@ Q = sql.queries("sqlite")
 A = statements("sqlite")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(CatalogRules, EventRules, Store):
     def __init__(self, path: str, busy_timeout_ms: int = 5000, readers: int = 2) -> None:
         if path in ("", ":memory:"):
             raise ValueError("SQLite store needs a file: several connections share it")
@@ -70,6 +67,9 @@ class SQLiteStore(Store):
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.access = Access(_AccessRunner(self))
+        # Templates, event types and events: their rules are shared (catalog.py, eventlog.py).
+        self.dialect = SQLiteDialect(self._read, self._write, jobs.create)
+        self.clock = time.time
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -122,6 +122,8 @@ class SQLiteStore(Store):
         return applied
 
     async def ping(self) -> None:
+        if self._writer is not None:
+            self._writer.check()  # reads still work when the writer thread has died
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def heartbeat(self, instance: str) -> None:
@@ -165,11 +167,11 @@ class SQLiteStore(Store):
 
     async def create(self, items: Sequence[NewNotification]) -> list[Notification]:
         now = time.time()
-        return await self._write(lambda conn: _create(conn, items, now), wakes=True)
+        return await self._write(lambda conn: jobs.create(conn, items, now), wakes=True)
 
     async def create_many(self, items: Sequence[NewNotification]) -> list[Created]:
         now = time.time()
-        return await self._write(lambda conn: _create_many(conn, items, now), wakes=True)
+        return await self._write(lambda conn: jobs.create_many(conn, items, now), wakes=True)
 
     async def get(self, tenant_id: str, notification_id: str) -> Notification | None:
         row = await self._read(
@@ -179,12 +181,9 @@ class SQLiteStore(Store):
 
     async def audit(self, tenant_id: str, notification_id: str) -> list[AuditEntry]:
         rows = await self._read(
-            lambda c: c.execute(Q["audit"], (notification_id, tenant_id)).fetchall()
+            lambda c: c.execute(Q["history"], (tenant_id, notification_id)).fetchall()
         )
-        return [
-            AuditEntry(r[0], r[1], Status(r[2]), r[3], r[4], orjson.loads(r[5]) if r[5] else {})
-            for r in rows
-        ]
+        return history.from_rows(notification_id, rows, orjson.loads)
 
     async def find(self, tenant_id: str, where: ListFilter, page: int, limit: int) -> Page:
         params = {
@@ -244,6 +243,8 @@ class SQLiteStore(Store):
                 records.cancelled(actor),
                 now,
                 None,
+                None,
+                None,
             )
             conn.execute(Q["insert_audit"], audit)
             return True
@@ -251,12 +252,11 @@ class SQLiteStore(Store):
         return await self._write(write)
 
     async def dlq(self, tenant_id: str, where: DlqFilter, page: int, limit: int) -> Page:
-        params = {**_dlq_params(tenant_id, where), "limit": limit, "offset": (page - 1) * limit}
-
         def read(conn: sqlite3.Connection) -> Page:
-            total = conn.execute(Q["dlq_count"], params).fetchone()[0]
-            rows = conn.execute(Q["dlq_filtered"], params).fetchall()
-            return Page([notification_from_row(r) for r in rows], total, page, limit)
+            ids, total = _dlq_matching(conn, tenant_id, where, limit, (page - 1) * limit)
+            found = conn.execute(Q["by_ids"], (tenant_id, orjson.dumps(ids).decode()))
+            rows = {n.id: n for n in map(notification_from_row, found)}
+            return Page([rows[i] for i in ids if i in rows], total, page, limit)
 
         return await self._read(read)
 
@@ -269,8 +269,8 @@ class SQLiteStore(Store):
         def write(conn: sqlite3.Connection) -> list[str]:
             chosen = list(ids or [])
             if ids is None:
-                params = {**_dlq_params(tenant_id, where or DlqFilter()), "limit": limit}
-                chosen = [r[0] for r in conn.execute(Q["dlq_ids"], params)]
+                matching = where or DlqFilter()
+                chosen, _ = _dlq_matching(conn, tenant_id, matching, limit, 0, oldest_first=True)
             done = []
             for notification_id in chosen:
                 params = {"tenant": tenant_id, "id": notification_id, "now": now}
@@ -278,7 +278,7 @@ class SQLiteStore(Store):
                     done.append(notification_id)
             text = records.replayed(actor)
             meta = orjson.dumps({"actor": actor}).decode()
-            rows = [(i, tenant_id, "QUEUED", text, now, meta) for i in done]
+            rows = [(i, tenant_id, "QUEUED", text, now, meta, None, None) for i in done]
             conn.executemany(Q["insert_audit"], rows)
             return done
 
@@ -295,8 +295,8 @@ class SQLiteStore(Store):
             params = {"tenant": tenant_id, "id": notification_id}
             if not conn.execute(Q[query], params).rowcount:
                 return False
-            conn.execute(Q["delete_audit"], (notification_id,))
-            conn.execute(Q["delete_mailbox"], (notification_id,))
+            for history_of in ("delete_audit", "delete_mailbox", "delete_links"):
+                conn.execute(Q[history_of], (notification_id,))
             return True
 
         return await self._write(write)
@@ -306,7 +306,7 @@ class SQLiteStore(Store):
 
         def write(conn: sqlite3.Connection) -> int:
             ids = [(r[0],) for r in conn.execute(Q["old_sent"], (bound, batch))]
-            for query in ("delete_audit", "delete_mailbox", "delete_notification"):
+            for query in ("delete_audit", "delete_mailbox", "delete_links", "delete_notification"):
                 conn.executemany(Q[query], ids)
             return len(ids)
 
@@ -394,32 +394,27 @@ class SQLiteStore(Store):
         self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
     ) -> list[Claim]:
         now = time.time()
-        return await self._write(lambda c: _claim(c, limit, lease_seconds, min_priority, now))
+        token = os.urandom(8).hex()
+        picked = await self._write(
+            lambda c: jobs.claim(c, token, limit, lease_seconds, min_priority, now)
+        )
+        return jobs.claims(picked, token, now)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
             return 0
-        return await self._write(lambda c: _complete(c, outcomes))
+        work = jobs.Completion(outcomes)
+        return await self._write(lambda c: jobs.complete(c, work))
 
     async def release(self, claims: Sequence[Claim]) -> int:
         if not claims:
             return 0
         now = time.time()
-
-        def write(conn: sqlite3.Connection) -> int:
-            done = 0
-            for claim in claims:
-                if conn.execute(Q["release"], (now, claim.id, claim.token)).rowcount:
-                    entry = (claim.id, claim.tenant_id, "QUEUED", records.RELEASED, now, None)
-                    conn.execute(Q["insert_audit"], entry)
-                    done += 1
-            return done
-
-        return await self._write(write, wakes=True)
+        return await self._write(lambda c: jobs.release(c, claims, now), wakes=True)
 
     async def sweep(self, max_attempts: int) -> int:
         now = time.time()
-        return await self._write(lambda c: _sweep(c, max_attempts, now), wakes=True)
+        return await self._write(lambda c: jobs.sweep(c, max_attempts, now), wakes=True)
 
     async def capture(self, message: MailboxMessage) -> None:
         m = message
@@ -427,86 +422,6 @@ class SQLiteStore(Store):
         await self._write(
             lambda c: c.execute(Q["capture"], (*values, m.subject, m.body, m.html, m.at))
         )
-
-    # -- templates, event types and events (the SQL work is in sqlite_events.py) -
-
-    async def templates(
-        self, tenant_id: str, name: str | None = None, version: int | None = None
-    ) -> list[Template]:
-        return await self._read(lambda c: sqlite_events.templates(c, tenant_id, name, version))
-
-    async def save_template(self, tenant_id: str, draft: TemplateDraft, create: bool) -> Template:
-        now = time.time()
-        return await self._write(
-            lambda c: sqlite_events.save_template(c, tenant_id, draft, create, now)
-        )
-
-    async def delete_templates(
-        self, tenant_id: str, name: str, channel: Channel | None = None, locale: str | None = None
-    ) -> int:
-        return await self._write(
-            lambda c: sqlite_events.delete_templates(c, tenant_id, name, channel, locale)
-        )
-
-    async def event_types(self, tenant_id: str) -> list[EventType]:
-        return await self._read(lambda c: sqlite_events.event_types(c, tenant_id))
-
-    async def save_event_type(
-        self, tenant_id: str, event_type: EventType, create: bool
-    ) -> EventType:
-        now = time.time()
-        return await self._write(
-            lambda c: sqlite_events.save_event_type(c, tenant_id, event_type, create, now)
-        )
-
-    async def delete_event_type(self, tenant_id: str, name: str) -> bool:
-        return await self._write(lambda c: sqlite_events.delete_event_type(c, tenant_id, name))
-
-    async def create_event(
-        self, event: NewEvent, items: Sequence[NewNotification]
-    ) -> tuple[EventRecord, list[Notification]]:
-        now = time.time()
-
-        def write(conn: sqlite3.Connection) -> tuple[EventRecord, list[Notification]]:
-            created = _create(conn, items, now)  # same write function: one transaction
-            return sqlite_events.insert_event(conn, event, created), created
-
-        return await self._write(write, wakes=True)
-
-    async def get_event(self, tenant_id: str, event_id: str) -> EventRecord | None:
-        return await self._read(lambda c: sqlite_events.get_event(c, tenant_id, event_id))
-
-    async def find_events(
-        self, tenant_id: str, where: EventFilter, page: int, limit: int
-    ) -> EventPage:
-        return await self._read(
-            lambda c: sqlite_events.find_events(c, tenant_id, where, page, limit)
-        )
-
-    async def event_notifications(
-        self, tenant_id: str, event_ids: Sequence[str]
-    ) -> dict[str, list[Notification]]:
-        return await self._read(
-            lambda c: sqlite_events.event_notifications(c, tenant_id, event_ids)
-        )
-
-    async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
-        now = time.time()
-        return await self._write(
-            lambda c: sqlite_events.verify(c, tenant_id, token_hash, not_before, now)
-        )
-
-    async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
-        return await self._read(
-            lambda c: sqlite_events.event_stats(c, tenant_id, event_type, since)
-        )
-
-    async def sensitive_notifications(
-        self, tenant_id: str, notification_ids: Sequence[str]
-    ) -> set[str]:
-        if not notification_ids:
-            return set()
-        return await self._read(lambda c: sqlite_events.sensitive(c, tenant_id, notification_ids))
 
 
 class _AccessRunner:
@@ -520,14 +435,26 @@ class _AccessRunner:
         return await self._store._write(lambda c: c.execute(A[name], args).fetchall())
 
 
-def _dlq_params(tenant_id: str, where: DlqFilter) -> dict[str, Any]:
-    return {
+def _dlq_matching(
+    conn: sqlite3.Connection, tenant_id: str, where: DlqFilter, limit: int, offset: int,
+    oldest_first: bool = False,
+) -> tuple[list[str], int]:  # fmt: skip
+    """The ids of a page of the dead letters ``where`` matches, and how many match in all."""
+    params = {
         "tenant": tenant_id,
         "channel": where.channel.value if where.channel else None,
         "error": where.error or None,
         "since": where.since,
         "until": where.until,
+        "oldest_first": oldest_first,
+        "limit": limit,
+        "offset": offset,
     }
+    rows = conn.execute(Q["dlq_matching"], params).fetchall()
+    if not rows and offset:  # past the end: the count comes from the first page
+        rows = conn.execute(Q["dlq_matching"], {**params, "limit": 1, "offset": 0}).fetchall()
+        return [], rows[0][1] if rows else 0
+    return [r[0] for r in rows], rows[0][1] if rows else 0
 
 
 # -- write transactions (run on the writer thread) -----------------------------
@@ -559,206 +486,3 @@ def _statements(script: str) -> list[str]:
     ):
         raise ValueError("migration ends with an incomplete statement")
     return statements
-
-
-#: Rows per INSERT statement when many are stored at once. A statement per row
-#: releases and re-takes the GIL around every row's step, and each re-take waits
-#: while the event loop thread runs: with a busy thread beside it, 1,000 rows one
-#: by one took 4.1 times as long as with it idle; 50 at a time, 2.7 times.
-INSERT_CHUNK = 50
-_NOTIFICATION_WIDTH = 17  # values per row of insert_notification
-_AUDIT_WIDTH = 6  # values per row of insert_audit
-_CHANNELS = {c: (c.value, c.queue) for c in Channel}  # dict lookups beat enum properties
-
-
-def _chunked(query: str, rows: int) -> str:
-    """``query`` (``INSERT ... VALUES (?, ...)``) made to insert ``rows`` rows at once."""
-    head, values, one = query.rpartition("VALUES")
-    return head + values + " " + ", ".join([one.strip()] * rows)
-
-
-_INSERT_MANY = {
-    name: _chunked(Q[name], INSERT_CHUNK) for name in ("insert_notification", "insert_audit")
-}
-
-
-def _insert(conn: sqlite3.Connection, name: str, values: list[Any], width: int) -> None:
-    """Insert rows given as one flat list of ``width`` values each, ``INSERT_CHUNK`` at a time."""
-    step = INSERT_CHUNK * width
-    whole = len(values) - len(values) % step
-    for start in range(0, whole, step):
-        conn.execute(_INSERT_MANY[name], values[start : start + step])
-    if whole < len(values):
-        rest = values[whole:]
-        conn.executemany(Q[name], [rest[i : i + width] for i in range(0, len(rest), width)])
-
-
-def _new_rows(
-    item: NewNotification, note_id: str, status: Status, due_at: float, now: float
-) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """A new notification's insert_notification values, and its two audit rows' values."""
-    channel, queue = _CHANNELS[item.channel]
-    (first, first_text), (then, then_text) = records.created(status)
-    row = (
-        note_id, item.tenant_id, channel, item.recipient, item.subject, item.body, item.html,
-        orjson.dumps(item.metadata).decode(), int(item.priority), status.value, queue, due_at,
-        item.idempotency_key, item.scheduled_at, now, now, item.callback_url,
-    )  # fmt: skip
-    audit = (
-        note_id, item.tenant_id, first, first_text, now, None,
-        note_id, item.tenant_id, then, then_text, now, None,
-    )  # fmt: skip
-    return row, audit
-
-
-def _store_rows(conn: sqlite3.Connection, rows: list[Any], audit: list[Any]) -> None:
-    """Insert the values ``_new_rows`` made, each kind gathered in one flat list."""
-    _insert(conn, "insert_notification", rows, _NOTIFICATION_WIDTH)
-    _insert(conn, "insert_audit", audit, _AUDIT_WIDTH)
-
-
-def _create(
-    conn: sqlite3.Connection, items: Sequence[NewNotification], now: float
-) -> list[Notification]:
-    created: list[Notification] = []
-    rows: list[Any] = []
-    audit: list[Any] = []
-    for item in items:
-        if item.idempotency_key is not None:
-            cursor = conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            row = cursor.execute(
-                Q["by_idempotency_key"], (item.tenant_id, item.idempotency_key)
-            ).fetchone()
-            if row is not None:
-                created.append(notification_from_row(row))
-                continue
-        note = records.fresh(item, now)
-        row, audit_rows = _new_rows(item, note.id, note.status, note.due_at, now)
-        rows += row
-        audit += audit_rows
-        created.append(note)
-    _store_rows(conn, rows, audit)
-    return created
-
-
-def _create_many(
-    conn: sqlite3.Connection, items: Sequence[NewNotification], now: float
-) -> list[Created]:
-    """``_create`` without building a Notification per row (see ``Store.create_many``)."""
-    if any(item.idempotency_key is not None for item in items):
-        return [(n.id, n.status) for n in _create(conn, items, now)]
-    created: list[Created] = []
-    rows: list[Any] = []
-    audit: list[Any] = []
-    for item in items:
-        status, due_at = records.placement(item, now)
-        note_id = new_id(now)
-        row, audit_rows = _new_rows(item, note_id, status, due_at, now)
-        rows += row
-        audit += audit_rows
-        created.append((note_id, status))
-    _store_rows(conn, rows, audit)
-    return created
-
-
-def _claim(
-    conn: sqlite3.Connection, limit: int, lease_seconds: float, min_priority: Priority, now: float
-) -> list[Claim]:
-    token = os.urandom(8).hex()
-    params = {
-        "token": token,
-        "lease_until": now + lease_seconds,
-        "now": now,
-        "min_priority": int(min_priority),
-        "limit": limit,
-    }
-    rows = conn.execute(Q["claim"], params).fetchall()
-    if not rows:
-        return []
-    claims = [
-        Claim(
-            id=r[0],
-            tenant_id=r[1],
-            channel=Channel(r[2]),
-            recipient=r[3],
-            subject=r[4],
-            body=r[5],
-            html=r[6],
-            metadata=orjson.loads(r[7]),
-            priority=Priority(r[8]),
-            attempts=r[9],
-            token=token,
-            claimed_at=now,
-            callback_url=r[10],
-            unregistered=bool(r[11]),
-        )
-        for r in rows
-    ]
-    claims.sort(key=lambda c: -c.priority)
-    conn.executemany(
-        Q["insert_audit"],
-        [
-            (c.id, c.tenant_id, "PROCESSING", records.CLAIMED, now,
-             f'{{"attempt":{c.attempts}}}')
-            for c in claims
-        ],
-    )  # fmt: skip
-    return claims
-
-
-def _complete(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> int:
-    ids = orjson.dumps([o.claim.id for o in outcomes]).decode()
-    current = dict(conn.execute(Q["tokens"], (ids,)).fetchall())
-    live = [o for o in outcomes if current.get(o.claim.id) == o.claim.token]
-    if len(live) < len(outcomes):
-        log.info("stale_completions_ignored", count=len(outcomes) - len(live))
-    sent, retry, dead, deferred, audit = [], [], [], [], []
-    gone, callbacks = [], []
-    for o in live:
-        c = o.claim
-        if isinstance(o, Sent):
-            sent.append((o.provider, o.message_id, o.processing_ms, o.at, o.at, c.id))
-        elif isinstance(o, Retry):
-            retry.append((o.provider, o.error, o.due_at, o.stage, o.queue, o.at, c.id))
-        elif isinstance(o, Dead):
-            dead.append((o.provider, o.error, o.at, o.at, c.id))
-            if o.unregistered:
-                gone.append((c.channel.value, c.recipient, o.provider, o.error, o.at))
-        else:
-            deferred.append((o.due_at, o.at, c.id))
-        status, text, meta = records.outcome(o)
-        audit.append((c.id, c.tenant_id, status, text, o.at, orjson.dumps(meta).decode()))
-        if isinstance(o, Sent | Dead) and o.callback:
-            callbacks.append(status_callback(o, o.callback))
-    if sent:
-        conn.executemany(Q["mark_sent"], sent)
-    if retry:
-        conn.executemany(Q["mark_retry"], retry)
-    if dead:
-        conn.executemany(Q["mark_dead"], dead)
-    if deferred:
-        conn.executemany(Q["defer"], deferred)
-    if gone:
-        conn.executemany(Q["remember_unregistered"], gone)
-    if audit:
-        conn.executemany(Q["insert_audit"], audit)
-    if callbacks:  # in the same transaction: an outcome is never recorded without its callback
-        _create(conn, callbacks, time.time())
-    return len(live)
-
-
-def _sweep(conn: sqlite3.Connection, max_attempts: int, now: float) -> int:
-    expired = conn.execute(Q["expired"], (now,)).fetchall()
-    audit = []
-    for notification_id, tenant_id, attempts in expired:
-        status, text, error = records.stalled(attempts, max_attempts)
-        if error is not None:
-            conn.execute(Q["bury_stalled"], (error, now, now, notification_id, now))
-        else:
-            conn.execute(Q["requeue_stalled"], (now, now, notification_id, now))
-        audit.append((notification_id, tenant_id, status, text))
-    conn.executemany(Q["insert_audit"], [(*a, now, None) for a in audit])
-    if expired:
-        log.warning("stalled", count=len(expired))
-    return len(expired)

@@ -1,0 +1,121 @@
+-- Templates, event types and events (migration 002): the statements the shared
+-- rules of catalog.py and eventlog.py run, under the same names and parameters
+-- as PostgreSQL's events.sql. Lists and JSON values arrive as JSON text.
+
+-- name: template_lock
+-- The single writer thread runs one save at a time: nothing to lock.
+SELECT 1 WHERE ?1 IS NOT NULL OR ?2 IS NOT NULL OR ?3 IS NOT NULL OR ?4 IS NOT NULL;
+
+-- name: template_last_version
+SELECT max(version) FROM templates
+WHERE tenant_id = ?1 AND name = ?2 AND channel = ?3 AND locale = ?4;
+
+-- name: template_insert
+INSERT INTO templates (tenant_id, name, channel, locale, version, subject, body, html, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);
+
+-- name: templates_latest
+SELECT name, channel, locale, version, body, subject, html, created_at FROM templates t
+WHERE tenant_id = ?1 AND (?2 IS NULL OR name = ?2)
+  AND version = (
+    SELECT max(version) FROM templates l
+    WHERE l.tenant_id = t.tenant_id AND l.name = t.name AND l.channel = t.channel
+      AND l.locale = t.locale
+  )
+ORDER BY name, channel, locale;
+
+-- name: templates_at_version
+SELECT name, channel, locale, version, body, subject, html, created_at FROM templates
+WHERE tenant_id = ?1 AND name = ?2 AND version = ?3
+ORDER BY channel, locale;
+
+-- name: templates_delete
+DELETE FROM templates
+WHERE tenant_id = ?1 AND name = ?2
+  AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR locale = ?4);
+
+-- name: event_types_stored
+SELECT definition FROM event_types WHERE tenant_id = ?1 ORDER BY name;
+
+-- name: event_type_insert
+INSERT INTO event_types (tenant_id, name, definition, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?4)
+ON CONFLICT (tenant_id, name) DO NOTHING
+RETURNING 1;
+
+-- name: event_type_upsert
+INSERT INTO event_types (tenant_id, name, definition, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?4)
+ON CONFLICT (tenant_id, name) DO UPDATE
+SET definition = excluded.definition, updated_at = excluded.updated_at;
+
+-- name: event_type_delete
+DELETE FROM event_types WHERE tenant_id = ?1 AND name = ?2;
+
+-- name: event_insert
+INSERT INTO events (id, tenant_id, type, recipient, data, hashed, verify_hash, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);
+
+-- name: event_links_insert
+INSERT INTO event_notifications (event_id, position, notification_id)
+SELECT ?1, key, value FROM json_each(?2);
+
+-- name: event_get
+SELECT id, tenant_id, type, recipient, data, verify_hash IS NOT NULL, verified_at, created_at
+FROM events WHERE tenant_id = ?1 AND id = ?2;
+
+-- name: event_links
+SELECT event_id, notification_id FROM event_notifications
+WHERE event_id IN (SELECT value FROM json_each(?1))
+ORDER BY event_id, position;
+
+-- name: events_filtered
+SELECT id, tenant_id, type, recipient, data, verify_hash IS NOT NULL, verified_at, created_at
+FROM events e
+WHERE tenant_id = ?1
+  AND (?2 IS NULL OR type = ?2)
+  AND (?3 IS NULL OR CAST(json_extract(data, '$.userId') AS TEXT) = ?3)
+  AND (?4 IS NULL OR EXISTS (
+    SELECT 1 FROM event_notifications l JOIN notifications n ON n.id = l.notification_id
+    WHERE l.event_id = e.id AND l.position = 0 AND n.status = ?4
+  ))
+ORDER BY id DESC
+LIMIT ?5 OFFSET ?6;
+
+-- name: events_count
+SELECT count(*) FROM events e
+WHERE tenant_id = ?1
+  AND (?2 IS NULL OR type = ?2)
+  AND (?3 IS NULL OR CAST(json_extract(data, '$.userId') AS TEXT) = ?3)
+  AND (?4 IS NULL OR EXISTS (
+    SELECT 1 FROM event_notifications l JOIN notifications n ON n.id = l.notification_id
+    WHERE l.event_id = e.id AND l.position = 0 AND n.status = ?4
+  ));
+
+-- name: events_notifications
+SELECT l.event_id AS event_id, n.* FROM event_notifications l
+JOIN notifications n ON n.id = l.notification_id
+WHERE l.event_id IN (SELECT value FROM json_each(?2)) AND n.tenant_id = ?1
+ORDER BY l.event_id, l.position;
+
+-- name: event_counts
+SELECT count(*), coalesce(sum(verified_at IS NOT NULL), 0), coalesce(sum(created_at >= ?3), 0)
+FROM events WHERE tenant_id = ?1 AND type = ?2;
+
+-- name: event_primary_statuses
+SELECT n.status, count(*) FROM events e
+JOIN event_notifications l ON l.event_id = e.id AND l.position = 0
+JOIN notifications n ON n.id = l.notification_id
+WHERE e.tenant_id = ?1 AND e.type = ?2
+GROUP BY n.status;
+
+-- name: event_by_verify_hash
+SELECT id, verified_at, created_at FROM events WHERE tenant_id = ?1 AND verify_hash = ?2;
+
+-- name: event_verified
+UPDATE events SET verified_at = ?1 WHERE id = ?2 AND verified_at IS NULL;
+
+-- name: notifications_sensitive
+SELECT id FROM notifications
+WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2))
+  AND json_extract(metadata, '$.sensitive') = 1;
