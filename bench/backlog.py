@@ -198,7 +198,7 @@ def parse_args() -> Options:
     options.add_argument(
         "--critical-rate",
         type=float,
-        default=50.0,
+        default=100.0,
         help="CRITICAL notifications per second, open loop (default: %(default)s)",
     )
     options.add_argument(

@@ -226,17 +226,22 @@ class Target:
         return ("≥ " if self.at_least else "≤ ") + self.show(self.goal)
 
 
+#: The ``limits`` figure each store's bulk ingest is held against: its raw rows a second.
+ROW_CEILING = {"sqlite": "sqlite_batched_rows_per_s", "postgres": "pg_copy_rows_per_s"}
+
+
 def _targets() -> list[Target]:
     targets: list[Target] = []
     for store in STORES:
         ingest = metric(f"ingest-{store}", "requests_per_s")
         drain = metric(f"drain-{store}", "delivered_per_s_active")
+        bulk = metric(f"bulk-{store}", "notifications_per_s")
         targets += [
             Target(f"durable ingest, {store}", ingest, 4000, True, "req/s"),
             Target(
                 f"durable ingest ÷ validation-only app, {store}",
                 ratio(ingest, metric("limits", "validate_req_per_s")),
-                0.7,
+                0.8,
                 True,
                 "x",
             ),
@@ -247,14 +252,15 @@ def _targets() -> list[Target]:
                 True,
                 "x",
             ),
+            Target(f"bulk ingest, {store}", bulk, 50_000, True, "/s"),
             Target(
-                f"bulk ingest, {store}",
-                metric(f"bulk-{store}", "notifications_per_s"),
-                50_000,
+                f"bulk ingest ÷ raw row ceiling, {store}",
+                ratio(bulk, metric("limits", ROW_CEILING[store])),
+                0.8,
                 True,
-                "/s",
+                "x",
             ),
-            Target(f"drain 100k, {store}", drain, 15_000, True, "/s"),
+            Target(f"drain 100k, {store}", drain, 25_000, True, "/s"),
             Target(
                 f"drain ÷ Celery, {store}",
                 ratio(drain, metric("peer-celery", "delivered_per_s")),
@@ -272,21 +278,21 @@ def _targets() -> list[Target]:
             Target(
                 f"drain ÷ PgQueuer, {store}",
                 ratio(drain, metric("peer-pgqueuer", "delivered_per_s")),
-                2,
+                3,
                 True,
                 "x",
             ),
             Target(
                 f"POST→SENT p99 at 833 req/s, {store}",
                 metric(f"latency-{store}", "e2e_p99_ms"),
-                100,
+                25,
                 False,
                 "ms",
             ),
             Target(
                 f"CRITICAL p99 behind 100k LOW, {store}",
                 metric(f"backlog-{store}", "critical_p99_ms"),
-                250,
+                100,
                 False,
                 "ms",
             ),
