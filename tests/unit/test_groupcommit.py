@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from herald.errors import StoreUnavailable
-from herald.store.groupcommit import GroupCommitWriter
 from herald.store.sqlite import SQLiteStore
+from herald.store.sqlite.groupcommit import GroupCommitWriter
 
 
 class WriterKilled(BaseException):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -105,12 +104,8 @@ def test_every_named_statement_has_its_memory_twin() -> None:
     """Access and the shared rules run here only if each statement they name is answered."""
     assert set(statements("sqlite")) <= set(dir(MemoryRunner))
     for dialect in ("sqlite", "postgres"):
-        text = resources.files(sql.__name__).joinpath(dialect, "events.sql").read_text()
-        assert set(sql.parse(text)) <= set(dir(MemoryDialect)), dialect
-    sqlite, postgres = (
-        sql.parse(resources.files(sql.__name__).joinpath(d, "events.sql").read_text())
-        for d in ("sqlite", "postgres")
-    )
+        assert set(sql.queries(dialect, "events.sql")) <= set(dir(MemoryDialect)), dialect
+    sqlite, postgres = (sql.queries(d, "events.sql") for d in ("sqlite", "postgres"))
     assert set(sqlite) == set(postgres), "both dialects answer the same names"
     for name, text in sqlite.items():
         ours = {int(n) for n in re.findall(r"\?(\d+)", text)}

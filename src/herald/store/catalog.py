@@ -3,7 +3,7 @@
 The rules (a save makes the variant's next version; ``create`` refuses an
 existing variant or type, with the words the API shows) live here; each store
 supplies only a ``Dialect`` that runs the named statements of its
-``sql/<dialect>/events.sql``. Concurrent saves of one variant take turns in
+``store/<dialect>/events.sql``. Concurrent saves of one variant take turns in
 the statement ``template_lock`` (an advisory lock on PostgreSQL; SQLite's
 single writer and the memory store need none), so versions never collide.
 """

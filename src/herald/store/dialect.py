@@ -4,7 +4,7 @@ A rule is a generator: it yields the steps it needs (run this named
 statement, store these notifications) and receives each step's answer, so
 the same rule runs on SQLite's writer thread, on an asyncpg connection and
 over the memory store's tables. Each dialect keeps its differences in SQL
-(``sql/<dialect>/events.sql``) under the same names and parameters::
+(``store/<dialect>/events.sql``) under the same names and parameters::
 
     def next_version(tenant: str, name: str) -> Rule[int]:
         rows = yield Fetch("template_last_version", (tenant, name))

@@ -3,7 +3,7 @@
 The rules live here (an event and its notifications are one transaction; a
 token works once, and not after it expired, with the words the API shows);
 each store supplies only a ``Dialect`` that runs the named statements of its
-``sql/<dialect>/events.sql``. Spending a token reads the event then marks it:
+``store/<dialect>/events.sql``. Spending a token reads the event then marks it:
 PostgreSQL's ``event_by_verify_hash`` locks the row until COMMIT, SQLite's
 single writer and the memory store run one rule at a time, so two spends of
 one token never both succeed.

@@ -1,6 +1,6 @@
 """The memory dialect of the shared catalog and events rules: ``events.sql`` in Python.
 
-Each method answers the statement of the same name in ``sql/*/events.sql``,
+Each method answers the statement of the same name in ``store/*/events.sql``,
 with the same parameters and the same columns, over ``Tables``; the rules of
 ``catalog.py`` and ``eventlog.py`` run on it unchanged. A write rule is
 all-or-nothing: the tables are restored if it raises. Rules run without

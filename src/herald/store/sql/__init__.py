@@ -1,10 +1,12 @@
-"""SQL lives here, one folder per store: numbered migrations and named queries."""
+"""Reading SQL: each store's package (``store/sqlite/``, ``store/postgres/``) holds its
+numbered migrations and named queries; the portable ``access.sql`` lives here."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 _NAME = re.compile(r"^--\s*name:\s*(\S+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -17,9 +19,14 @@ class Migration:
     sql: str
 
 
-def queries(dialect: str) -> dict[str, str]:
-    """The named queries of ``sql/<dialect>/queries.sql`` (``-- name: x`` sections)."""
-    return parse(resources.files(__package__).joinpath(dialect, "queries.sql").read_text())
+def _folder(dialect: str) -> Traversable:
+    """The store package of ``dialect`` (``herald.store.sqlite``), where its SQL files are."""
+    return resources.files(f"{__package__.rpartition('.')[0]}.{dialect}")
+
+
+def queries(dialect: str, file: str = "queries.sql") -> dict[str, str]:
+    """The named queries (``-- name: x`` sections) of a SQL file of ``store/<dialect>/``."""
+    return parse(_folder(dialect).joinpath(file).read_text())
 
 
 def parse(text: str) -> dict[str, str]:
@@ -31,8 +38,8 @@ def parse(text: str) -> dict[str, str]:
 
 
 def migrations(dialect: str) -> list[Migration]:
-    """The numbered migrations of ``sql/<dialect>/``, in order."""
-    folder = resources.files(__package__).joinpath(dialect)
+    """The numbered migrations of ``store/<dialect>/``, in order."""
+    folder = _folder(dialect)
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION.match(entry.name)

@@ -1,6 +1,6 @@
 """The PostgreSQL store's queue work: insert, claim, complete and sweep, in batches.
 
-Functions of a connection, like ``sqlite_jobs.py``'s;
+Functions of a connection, like ``store/sqlite/jobs.py``'s;
 ``PostgresStore`` owns the transactions (a function that writes with one
 statement runs as that statement's own). Each batch is a handful of
 statements whatever its size: rows travel as arrays, and the audit row that
@@ -26,7 +26,7 @@ import asyncpg
 import orjson
 import structlog
 
-from ..models import (
+from ...models import (
     Channel,
     Claim,
     Dead,
@@ -39,11 +39,11 @@ from ..models import (
     Sent,
     new_ids,
 )
-from . import records
-from .base import Created
-from .postgres_listen import CHANNEL
-from .postgres_pool import Q
-from .rows import notification_from_row, status_callback
+from .. import records
+from ..base import Created
+from ..rows import notification_from_row, status_callback
+from .listen import CHANNEL
+from .pool import Q
 
 log = structlog.get_logger("herald.store.postgres")
 

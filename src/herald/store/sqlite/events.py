@@ -1,6 +1,6 @@
 """The SQLite dialect of the shared catalog and events rules (``catalog.py``, ``eventlog.py``).
 
-It only runs the named statements of ``sql/sqlite/events.sql``: writes on the
+It only runs the named statements of ``store/sqlite/events.sql``: writes on the
 store's group-commit writer thread (one rule is one write, in its own
 savepoint, so a rule that raises leaves nothing behind), reads on its reader
 pool. Lists and JSON values travel as JSON text, which ``json_each`` and
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
 
-from ..models import NewNotification, Notification
-from . import sql
-from .dialect import Change, Fetch, Rule, Step, drive
+from ...models import NewNotification, Notification
+from .. import sql
+from ..dialect import Change, Fetch, Rule, Step, drive
 
 T = TypeVar("T")
-S = sql.parse(resources.files(sql.__name__).joinpath("sqlite", "events.sql").read_text())
+S = sql.queries("sqlite", "events.sql")
 
 Work = Callable[[sqlite3.Connection], Any]
 Read = Callable[[Work], Awaitable[Any]]

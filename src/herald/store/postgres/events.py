@@ -1,6 +1,6 @@
 """The PostgreSQL dialect of the shared catalog and events rules (``catalog.py``, ``eventlog.py``).
 
-It only runs the named statements of ``sql/postgres/events.sql``: a write rule
+It only runs the named statements of ``store/postgres/events.sql``: a write rule
 in one transaction (rolled back if the rule raises), a read on a pooled
 connection. Where the other stores rely on one writer to serialise a
 read-then-write (the next template version, spending a token), these
@@ -10,18 +10,17 @@ statements take an advisory or row lock, because many processes write at once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
 
-from ..models import NewNotification, Notification
-from . import sql
-from .dialect import Change, Fetch, Rule, Step, drive_async
-from .postgres_pool import Pool, affected
+from ...models import NewNotification, Notification
+from .. import sql
+from ..dialect import Change, Fetch, Rule, Step, drive_async
+from .pool import Pool, affected
 
 T = TypeVar("T")
-S = sql.parse(resources.files(sql.__name__).joinpath("postgres", "events.sql").read_text())
+S = sql.queries("postgres", "events.sql")
 
 Create = Callable[
     [asyncpg.Connection, Sequence[NewNotification], float], Awaitable[list[Notification]]

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from ..errors import StoreUnavailable
-from ..models import (
+from ...errors import StoreUnavailable
+from ...models import (
     AuditEntry,
     Channel,
     Claim,
@@ -36,15 +36,15 @@ from ..models import (
     QueueCounts,
     Stats,
 )
-from . import history, records, sql
-from . import sqlite_jobs as jobs
-from .access import Access, Row, statements
-from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
-from .catalog import CatalogRules
-from .eventlog import EventRules
+from .. import history, records, sql
+from ..access import Access, Row, statements
+from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..catalog import CatalogRules
+from ..eventlog import EventRules
+from ..rows import breakdown_stats, notification_from_row, queue_counts
+from . import jobs
+from .events import SQLiteDialect
 from .groupcommit import GroupCommitWriter
-from .rows import breakdown_stats, notification_from_row, queue_counts
-from .sqlite_events import SQLiteDialect
 
 log = structlog.get_logger("herald.store.sqlite")
 T = TypeVar("T")

@@ -29,9 +29,9 @@ import asyncpg
 import structlog
 from asyncpg import PostgresError
 
-from ..errors import StoreUnavailable
-from ..supervise import Liveness, Supervisor
-from .postgres_pool import OUTAGE, Q
+from ...errors import StoreUnavailable
+from ...supervise import Liveness, Supervisor
+from .pool import OUTAGE, Q
 
 log = structlog.get_logger("herald.store.postgres")
 

@@ -1,12 +1,12 @@
 """The scale-out store: PostgreSQL, shared by any number of API and worker processes.
 
 Selected by ``HERALD_DATABASE_URL=postgresql://…``. One asyncpg pool per
-process; concurrent ``create`` calls share a transaction (``postgres_batch``);
+process; concurrent ``create`` calls share a transaction (``batch``);
 workers claim with ``FOR UPDATE SKIP LOCKED`` and complete in batches
-(``postgres_jobs``); idle workers sleep on LISTEN until a commit makes work
-due (``postgres_listen``). Every connection commits with
+(``jobs``); idle workers sleep on LISTEN until a commit makes work
+due (``listen``). Every connection commits with
 ``synchronous_commit = on``, and an outage of any kind is ``StoreUnavailable``
-(``postgres_pool``). Migrations run under an advisory lock, so processes
+(``pool``). Migrations run under an advisory lock, so processes
 starting together apply each one once.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ..errors import StoreUnavailable
-from ..models import (
+from ...errors import StoreUnavailable
+from ...models import (
     AuditEntry,
     Channel,
     Claim,
@@ -34,18 +34,18 @@ from ..models import (
     QueueCounts,
     Stats,
 )
-from ..supervise import Liveness
-from . import history, records, sql
-from . import postgres_jobs as jobs
-from .access import Access, Row, statements
-from .base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
-from .catalog import CatalogRules
-from .eventlog import EventRules
-from .postgres_batch import GroupCommit
-from .postgres_events import PostgresDialect
-from .postgres_listen import CHANNEL, WorkListener
-from .postgres_pool import Pool, Q, affected
-from .rows import breakdown_stats, notification_from_row, queue_counts
+from ...supervise import Liveness
+from .. import history, records, sql
+from ..access import Access, Row, statements
+from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..catalog import CatalogRules
+from ..eventlog import EventRules
+from ..rows import breakdown_stats, notification_from_row, queue_counts
+from . import jobs
+from .batch import GroupCommit
+from .events import PostgresDialect
+from .listen import CHANNEL, WorkListener
+from .pool import Pool, Q, affected
 
 log = structlog.get_logger("herald.store.postgres")
 A = statements("postgres")

@@ -2,7 +2,7 @@
 
 Functions of a connection, run on the store's writer thread inside its
 group-commit transaction (``SQLiteStore`` submits them), like
-``postgres_jobs.py`` for PostgreSQL. What they write is the history model of
+``store/postgres/jobs.py`` for PostgreSQL. What they write is the history model of
 ``history.py``: a new notification is its row alone, a claim stamps the row,
 and the end of an attempt is one audit row that says when it started.
 
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
-from ..models import (
+from ...models import (
     Channel,
     Claim,
     Dead,
@@ -36,9 +36,9 @@ from ..models import (
     Status,
     new_ids,
 )
-from . import records, sql
-from .base import Created
-from .rows import notification_from_row, status_callback
+from .. import records, sql
+from ..base import Created
+from ..rows import notification_from_row, status_callback
 
 log = structlog.get_logger("herald.store.sqlite")
 Q = sql.queries("sqlite")

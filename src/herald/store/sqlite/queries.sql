@@ -106,7 +106,7 @@ WHERE n.id = o.id AND n.claim_token = o.token;
 -- The rows that end attempts, each written only while its notification still holds the
 -- claim's token: run before the change that clears it. When the attempt started is
 -- the row's (a row claimed before migration 007 has none, and its history holds that
--- claim's entry already). Rows of NULLs pad the statement (sqlite_jobs.COMPLETE_CHUNK).
+-- claim's entry already). Rows of NULLs pad the statement (jobs.COMPLETE_CHUNK).
 WITH a(id, token, status, message, at, metadata) AS (VALUES (?, ?, ?, ?, ?, ?))
 INSERT INTO audit (notification_id, tenant_id, status, message, at, metadata, started_at, attempt)
 SELECT n.id, n.tenant_id, a.status, a.message, a.at, a.metadata, n.claimed_at, n.attempts

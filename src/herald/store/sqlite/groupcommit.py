@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from ..errors import StoreUnavailable
+from ...errors import StoreUnavailable
 
 log = structlog.get_logger("herald.store.sqlite")
 

@@ -28,9 +28,9 @@ from typing import Generic, TypeVar
 import asyncpg
 import structlog
 
-from ..errors import StoreUnavailable
-from ..models import NewNotification
-from .postgres_pool import Pool
+from ...errors import StoreUnavailable
+from ...models import NewNotification
+from .pool import Pool
 
 log = structlog.get_logger("herald.store.postgres")
 

@@ -25,8 +25,8 @@ import orjson
 import structlog
 from asyncpg import exceptions as pgerrors
 
-from ..errors import StoreUnavailable, Unstorable
-from . import sql
+from ...errors import StoreUnavailable, Unstorable
+from .. import sql
 
 log = structlog.get_logger("herald.store.postgres")
 T = TypeVar("T")
@@ -64,7 +64,7 @@ async def _setup(conn: asyncpg.Connection) -> None:
     """JSON columns arrive as Python values and are sent from them.
 
     In jsonb's binary form (a version byte, 1, then the text), which COPY needs
-    (``postgres_jobs.insert_many``).
+    (``jobs.insert_many``).
     """
     await conn.set_type_codec(
         "jsonb",
