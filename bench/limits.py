@@ -142,7 +142,7 @@ def timed_transaction(conn: sqlite3.Connection, insert: str, rows: list[tuple[An
 def sqlite_part(work: Path, rows_wanted: int) -> Part:
     conn = sqlite3.connect(work / "limits.db", isolation_level=None)
     try:
-        # As Herald's writer connection (store/sqlite.py) sets them.
+        # As Herald's writer connection (store/sqlite/__init__.py) sets them.
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA cache_size = -65536")
