@@ -130,6 +130,9 @@ async def test_429_retry_after_holds_every_call_to_the_provider(herald: Any) -> 
         first = await h.client.post("/api/notifications", json={
             "type": "WEBHOOK", "recipient": f"{server.url}/a", "message": "one"})  # fmt: skip
         await asyncio.wait_for(throttled.wait(), 10)
+        # Once its 429 is recorded the pause is in force: a second notification sent
+        # before the first's answer came back would race it, not test it.
+        await h.wait_status(first.json()["data"]["_id"], "RETRYING", timeout=10)
         second = await h.client.post("/api/notifications", json={
             "type": "WEBHOOK", "recipient": f"{server.url}/b", "message": "two"})  # fmt: skip
         await h.wait_status(second.json()["data"]["_id"], "SENT", timeout=15)
