@@ -24,12 +24,28 @@ class Status(enum.StrEnum):
     SENT = "SENT"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # After SENT, from the provider's receipts (``receipts/``), never backwards:
+    DELIVERED = "DELIVERED"  # the provider or the recipient's server confirmed it
+    BOUNCED = "BOUNCED"  # a hard bounce or permanent failure reported after acceptance
+    UNDELIVERED = "UNDELIVERED"  # SMS: the carrier could not deliver it
+    COMPLAINED = "COMPLAINED"  # the recipient marked it as spam
+    # Never attempted: the recipient is on the tenant's suppression list.
+    SUPPRESSED = "SUPPRESSED"
 
 
 #: Statuses a worker may claim from (when due).
 CLAIMABLE = (Status.QUEUED, Status.SCHEDULED, Status.RETRYING)
-#: Statuses that never change again except by an operator (replay, delete).
-TERMINAL = (Status.SENT, Status.FAILED, Status.CANCELLED)
+#: Statuses a provider accepted the notification in; receipts move it along them.
+ACCEPTED = (Status.SENT, Status.DELIVERED, Status.BOUNCED, Status.UNDELIVERED, Status.COMPLAINED)
+#: Each accepted status's rank: a receipt moves a notification only to a higher one,
+#: so a late "delivered" after "bounced" changes nothing.
+RECEIPT_RANK = {
+    Status.SENT: 0, Status.DELIVERED: 1, Status.BOUNCED: 2, Status.UNDELIVERED: 2,
+    Status.COMPLAINED: 3,
+}  # fmt: skip
+#: Statuses that never change again except by an operator (replay, delete) or a
+#: receipt (along ``ACCEPTED``).
+TERMINAL = (*ACCEPTED, Status.FAILED, Status.CANCELLED, Status.SUPPRESSED)
 
 
 class Priority(enum.IntEnum):
@@ -61,6 +77,19 @@ DLQ = "dlq"
 ALL_QUEUES = (*(c.queue for c in Channel), *LADDER_QUEUES, DLQ)
 
 DEFAULT_TENANT = "default"
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def suppression_key(recipient: str) -> str:
+    """How the suppression list spells a recipient: trimmed of spaces, ASCII letters lower-cased.
+
+    Only ASCII, because that is what SQL's ``lower`` does on every store (the
+    claim compares ``lower(trim(recipient))`` with the list); addresses differing
+    in case are one mailbox in practice.
+    """
+    return recipient.strip(" ").translate(_ASCII_LOWER)
 
 
 def canonical_queue(name: str) -> str | None:
@@ -136,6 +165,11 @@ class NewNotification:
     idempotency_key: str | None = None
     tenant_id: str = DEFAULT_TENANT
     callback_url: str | None = None
+    #: What kind of message it is (``newsletter``): suppressions and unsubscribing
+    #: may be per category.
+    category: str | None = None
+    #: Deliver even to a suppressed recipient (a password reset must go).
+    ignore_suppression: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +201,8 @@ class Notification:
     sent_at: float | None
     failed_at: float | None
     callback_url: str | None = None
+    category: str | None = None
+    ignore_suppression: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +244,12 @@ class Claim:
     claimed_at: float
     callback_url: str | None = None
     unregistered: bool = False  # a provider said this recipient is gone
+    category: str | None = None
+    #: Why the recipient is on the suppression list (None: it is not, or the
+    #: notification ignores the list).
+    suppressed: str | None = None
+    #: Its category is one the tenant lets recipients unsubscribe from.
+    unsubscribable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +296,16 @@ class Deferred:
     at: float
 
 
-Outcome = Sent | Retry | Dead | Deferred
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """Not attempted: the recipient is suppressed (status SUPPRESSED, final, not the DLQ)."""
+
+    claim: Claim
+    reason: str
+    at: float
+
+
+Outcome = Sent | Retry | Dead | Deferred | Suppressed
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from ..errors import (
     UnregisteredRecipient,
 )
 from ..metrics import PROCESSING
-from ..models import Claim, Dead, Deferred, Outcome, Retry, Sent
+from ..models import Claim, Dead, Deferred, Outcome, Retry, Sent, Suppressed
 from ..providers.base import Message, Receipt
 from ..retry import Ladder
 from .chain import Chain
@@ -58,6 +58,8 @@ class Attempts:
 
     async def outcome(self, claim: Claim, lease: Lease, sender: asyncio.Task[None]) -> Outcome:
         """Attempt ``claim`` once; what came of it, ready to be recorded."""
+        if claim.suppressed is not None:  # the recipient asked not to be sent to: no call
+            return Suppressed(claim, claim.suppressed, self._clock())
         started = time.perf_counter()
         callback = self._callback_for(claim)
         budget = self.budget_for(claim)

@@ -42,6 +42,8 @@ from .ports import (
     Mailbox,
     Notifications,
     Queue,
+    Receipts,
+    Suppressions,
 )
 
 __all__ = [
@@ -51,7 +53,7 @@ __all__ = [
 
 class Store(
     Queue, Notifications, DeadLetters, Idempotency, Coordination, Catalog, Events, Mailbox,
-    abc.ABC,
+    Receipts, Suppressions, abc.ABC,
 ):  # fmt: skip
     """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
 

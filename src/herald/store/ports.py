@@ -20,6 +20,8 @@ The ports, and who uses them:
 - ``Catalog``: stored templates (versioned) and event types.
 - ``Events``: events, their notifications and one-time verification tokens.
 - ``Mailbox``: what the capture provider kept.
+- ``Receipts``: what providers report after SENT (delivered, bounced, ...).
+- ``Suppressions``: recipients not to send to, and the categories of messages.
 - Access (API keys, users, sessions) is the ``Access`` class of ``access.py``,
   written once over a ``Runner``; a store exposes it as ``store.access``.
 
@@ -49,7 +51,9 @@ from ..models import (
     Stats,
     Status,
 )
+from ..receipts.base import ReceiptEvent
 from ..templates import Template, TemplateDraft
+from .receipts import Category, ReceiptsApplied, Suppression
 
 #: What ``Notifications.create_many`` answers per notification: its id and first status.
 Created = tuple[str, Status]
@@ -379,9 +383,65 @@ class Mailbox(Protocol):
         """Kept messages, newest first."""
 
 
+@runtime_checkable
+class Receipts(Protocol):
+    """What providers report after they accepted a message (``store/receipts.py``)."""
+
+    @abc.abstractmethod
+    async def apply_receipts(
+        self, events: Sequence[ReceiptEvent], seen: Sequence[tuple[str, float]] = (),
+        callback_url: str | None = None,
+    ) -> ReceiptsApplied:  # fmt: skip
+        """Apply a batch of receipt events in ONE transaction.
+
+        ``seen`` are replay keys with the time each may be forgotten: if one is
+        held already, ``ReceiptReplayed`` is raised and nothing is applied.
+        Statuses only move forward; every event matched is a history row;
+        bounces, complaints and unsubscribes suppress the recipient; a status
+        that moved is reported to the notification's callback URL, or to
+        ``callback_url``.
+        """
+
+    @abc.abstractmethod
+    async def forget_receipts_seen(self) -> int:
+        """Drop replay keys past their time (retention); return how many."""
+
+
+@runtime_checkable
+class Suppressions(Protocol):
+    """Recipients a tenant does not send to, and the categories of its messages."""
+
+    @abc.abstractmethod
+    async def suppress(self, items: Sequence[Suppression]) -> int:
+        """Add entries (an entry already there is kept as it was); return how many were new."""
+
+    @abc.abstractmethod
+    async def unsuppress(self, tenant_id: str, recipient: str, category: str | None = None) -> int:
+        """Remove the recipient's entry for ``category`` ('' is every category's), or all of
+        its entries when None; return how many went."""
+
+    @abc.abstractmethod
+    async def suppressions(
+        self, tenant_id: str, recipient: str | None = None, reason: str | None = None,
+        page: int = 1, limit: int = 50,
+    ) -> tuple[list[Suppression], int]:  # fmt: skip
+        """Entries, newest first, and how many match in all."""
+
+    @abc.abstractmethod
+    async def categories(self, tenant_id: str) -> list[Category]: ...
+
+    @abc.abstractmethod
+    async def save_category(self, category: Category) -> Category:
+        """Create or replace a category; its creation time is kept."""
+
+    @abc.abstractmethod
+    async def delete_category(self, tenant_id: str, name: str) -> bool: ...
+
+
 #: Every port a store provides (besides ``access``).
 PORTS: tuple[type, ...] = (
     Queue, Notifications, DeadLetters, Idempotency, Coordination, Catalog, Events, Mailbox,
+    Receipts, Suppressions,
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from ..models import (
     Retry,
     Sent,
     Status,
+    Suppressed,
     new_id,
 )
 
@@ -45,7 +46,8 @@ def fresh(item: NewNotification, now: float) -> Notification:
         attempts=0, stage=0, idempotency_key=item.idempotency_key, provider=None,
         provider_message_id=None, last_error=None, processing_ms=None,
         scheduled_at=item.scheduled_at, created_at=now, updated_at=now, sent_at=None,
-        failed_at=None, callback_url=item.callback_url,
+        failed_at=None, callback_url=item.callback_url, category=item.category,
+        ignore_suppression=item.ignore_suppression,
     )  # fmt: skip
 
 
@@ -85,6 +87,9 @@ def outcome(o: Outcome) -> tuple[str, str, dict[str, Any]]:
         meta = {"attempt": c.attempts, "provider": o.provider, "error": o.error,
                 "permanent": o.permanent, "queue": DLQ}  # fmt: skip
         return "FAILED", f"Delivery failed ({why}): {o.error}; moved to {DLQ}", meta
+    if isinstance(o, Suppressed):
+        text = f"Suppressed: the recipient is on the suppression list ({o.reason}); not sent"
+        return "SUPPRESSED", text, {"reason": o.reason}
     assert isinstance(o, Deferred)
     wait = max(0.0, o.due_at - o.at)
     text = f"Not attempted: {o.reason}; back in the queue for {wait:.1f}s"

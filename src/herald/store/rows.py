@@ -50,7 +50,14 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         sent_at=row["sent_at"],
         failed_at=row["failed_at"],
         callback_url=row["callback_url"],
+        category=row["category"],
+        ignore_suppression=bool(row["ignore_suppression"]),
     )
+
+
+#: What the success rate counts as reaching the recipient, and as not reaching them.
+SUCCEEDED = (Status.SENT, Status.DELIVERED, Status.COMPLAINED)
+FAILED = (Status.FAILED, Status.BOUNCED, Status.UNDELIVERED)
 
 
 def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence[Any]]) -> Stats:
@@ -74,7 +81,8 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
     depth = {name: 0 for name in ALL_QUEUES}
     for queue, waiting, active, delayed, *_ in queue_rows:
         depth[queue] = int(waiting or 0) + int(active or 0) + int(delayed or 0)
-    finished = by_status["SENT"] + by_status["FAILED"]
+    succeeded = sum(by_status[s.value] for s in SUCCEEDED)
+    finished = succeeded + sum(by_status[s.value] for s in FAILED)
     return Stats(
         total=total,
         by_status=by_status,
@@ -82,7 +90,7 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
         by_priority=by_priority,
         queue_depth=depth,
         average_processing_ms=round(ms_sum / ms_count, 2) if ms_count else 0.0,
-        success_rate=round(100.0 * by_status["SENT"] / finished, 2) if finished else 100.0,
+        success_rate=round(100.0 * succeeded / finished, 2) if finished else 100.0,
         by_channel_status=crossed,
     )
 

@@ -25,6 +25,7 @@ from ...models import (
     Retry,
     Sent,
     Status,
+    Suppressed,
 )
 from .. import records
 from ..rows import status_callback
@@ -88,6 +89,9 @@ def claim(
                 claimed_at=now,
                 callback_url=r.callback_url,
                 unregistered=(r.channel.value, r.recipient) in t.unregistered,
+                category=r.category,
+                suppressed=None if r.ignore_suppression else t.suppressed(r),
+                unsubscribable=t.unsubscribable(r.tenant_id, r.category),
             )
         )
     return claims
@@ -116,6 +120,8 @@ def complete(t: Tables, outcomes: Sequence[Outcome], now: float) -> int:
             r.queue, r.failed_at = DLQ, o.at
             if o.unregistered:
                 t.unregistered[(c.channel.value, c.recipient)] = (o.provider, o.error, o.at)
+        elif isinstance(o, Suppressed):
+            r.status, r.last_error = Status.SUPPRESSED, o.reason
         else:
             r.status, r.due_at = Status.QUEUED, o.due_at
             r.attempts -= 1  # a deferral does not spend the attempt

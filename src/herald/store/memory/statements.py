@@ -18,13 +18,14 @@ import orjson
 
 from ...models import NewNotification, Notification, Status
 from ..dialect import Change, Fetch, Rule, Step, drive
+from .receipts import ReceiptStatements
 from .tables import Conflict, Event, Tables, Template
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
 
 
-class MemoryDialect:
+class MemoryDialect(ReceiptStatements):
     """Runs rules over ``tables``; ``create`` is the memory store's create path."""
 
     def __init__(

@@ -30,8 +30,10 @@ from collections.abc import Callable, Sequence
 
 from ...errors import StoreUnavailable
 from ...models import (
+    ACCEPTED,
     CLAIMABLE,
     DLQ,
+    TERMINAL,
     AuditEntry,
     Channel,
     Claim,
@@ -50,16 +52,18 @@ from ..access import Access
 from ..base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..receipts import ReceiptRules
 from ..rows import breakdown_stats, queue_counts
 from . import queue
 from .access import MemoryRunner
 from .statements import MemoryDialect
 from .tables import Bucket, Row, Tables
 
-FINAL = (Status.SENT, Status.FAILED, Status.CANCELLED)
+#: What retention deletes: notifications that went out, or were never to.
+DONE = (*ACCEPTED, Status.SUPPRESSED)
 
 
-class MemoryStore(CatalogRules, EventRules, Store):
+class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
     def __init__(
         self, clock: Callable[[], float] = time.time, tables: Tables | None = None
     ) -> None:
@@ -147,7 +151,7 @@ class MemoryStore(CatalogRules, EventRules, Store):
                 lane[0 if r.due_at <= now else 2] += 1
             elif r.status is Status.PROCESSING:
                 lane[1] += 1
-            elif r.status is Status.SENT:
+            elif r.status in DONE:
                 lane[3] += 1
             elif r.status is Status.FAILED:
                 lane[4] += 1
@@ -181,7 +185,7 @@ class MemoryStore(CatalogRules, EventRules, Store):
     async def clean(self, created_before: float, batch: int = 5000) -> int:
         # By the row's own time: ids never step back, so under a fake clock they need not match it.
         old = [r.id for r in self.tables.notifications.values()
-               if r.created_at < created_before and r.status is Status.SENT]  # fmt: skip
+               if r.created_at < created_before and r.status in DONE]  # fmt: skip
         for note_id in old:
             self.tables.forget(note_id)
         return len(old)
@@ -269,7 +273,7 @@ class MemoryStore(CatalogRules, EventRules, Store):
 
     async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
         row = self._row(tenant_id, notification_id)
-        return self._delete(row) if row is not None and row.status in FINAL else False
+        return self._delete(row) if row is not None and row.status in TERMINAL else False
 
     def _delete(self, row: Row) -> bool:
         self.tables.forget(row.id)

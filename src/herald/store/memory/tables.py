@@ -16,7 +16,15 @@ from typing import Any
 import orjson
 
 from ...errors import StoreError
-from ...models import AuditEntry, Channel, MailboxMessage, Notification, Priority, Status
+from ...models import (
+    AuditEntry,
+    Channel,
+    MailboxMessage,
+    Notification,
+    Priority,
+    Status,
+    suppression_key,
+)
 from ..ports import BreakerState, IdempotencyRecord
 
 
@@ -53,6 +61,8 @@ class Row:
     sent_at: float | None
     failed_at: float | None
     callback_url: str | None
+    category: str | None = None
+    ignore_suppression: bool = False
     claim_token: str | None = None
     lease_until: float | None = None
 
@@ -174,6 +184,15 @@ class Tables:
     sessions: dict[str, Session] = field(default_factory=dict)  # by token hash
     login_failures: dict[str, Failures] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    #: (tenant, recipient key, category) -> (reason, detail, notification id, created at)
+    suppressions: dict[tuple[str, str, str], tuple[str, str | None, str | None, float]] = field(
+        default_factory=dict
+    )
+    #: (tenant, name) -> (unsubscribable, description, created at, updated at)
+    categories: dict[tuple[str, str], tuple[bool, str | None, float, float]] = field(
+        default_factory=dict
+    )
+    receipt_seen: dict[str, float] = field(default_factory=dict)  # key -> until
 
     def checkpoint(self) -> Tables:
         """A copy to ``restore`` if the write that follows fails half-way."""
@@ -190,6 +209,19 @@ class Tables:
         entries = self.history.setdefault(note_id, [])
         entries.append(AuditEntry(len(entries) + 1, note_id, Status(status), message, at,
                                   dict(meta or {})))  # fmt: skip
+
+    def suppressed(self, row: Row) -> str | None:
+        """Why ``row``'s recipient is suppressed for its category (as the SQL claims ask)."""
+        key = suppression_key(row.recipient)
+        for category in ("", row.category or ""):
+            found = self.suppressions.get((row.tenant_id, key, category))
+            if found is not None:
+                return found[0]
+        return None
+
+    def unsubscribable(self, tenant_id: str, category: str | None) -> bool:
+        found = None if category is None else self.categories.get((tenant_id, category))
+        return found is not None and found[0]
 
     def forget(self, note_id: str) -> None:
         """Delete a notification with its history, kept messages and event links."""

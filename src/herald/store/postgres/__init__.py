@@ -22,6 +22,7 @@ import structlog
 
 from ...errors import StoreUnavailable
 from ...models import (
+    TERMINAL,
     AuditEntry,
     Channel,
     Claim,
@@ -40,6 +41,7 @@ from ..access import Access, Row, statements
 from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..receipts import ReceiptRules
 from ..rows import breakdown_stats, notification_from_row, queue_counts
 from . import jobs
 from .batch import GroupCommit
@@ -51,7 +53,7 @@ log = structlog.get_logger("herald.store.postgres")
 A = statements("postgres")
 
 
-class PostgresStore(CatalogRules, EventRules, Store):
+class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
     notifies_work = True
 
     def __init__(self, url: str, pool_size: int = 10, connect_patience: float = 15.0) -> None:
@@ -207,7 +209,7 @@ class PostgresStore(CatalogRules, EventRules, Store):
         return bool(await self._pool.fetchval("rows_delete", *args))
 
     async def delete_final(self, tenant_id: str, notification_id: str) -> bool:
-        args = (tenant_id, notification_id, ["SENT", "FAILED", "CANCELLED"], None)
+        args = (tenant_id, notification_id, [s.value for s in TERMINAL], None)
         return bool(await self._pool.fetchval("rows_delete", *args))
 
     async def clean(self, created_before: float, batch: int = 5000) -> int:

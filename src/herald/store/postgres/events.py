@@ -20,7 +20,7 @@ from ..dialect import Change, Fetch, Rule, Step, drive_async
 from .pool import Pool, affected
 
 T = TypeVar("T")
-S = sql.queries("postgres", "events.sql")
+S = {**sql.queries("postgres", "events.sql"), **sql.queries("postgres", "receipts.sql")}
 
 Create = Callable[
     [asyncpg.Connection, Sequence[NewNotification], float], Awaitable[list[Notification]]

@@ -37,6 +37,7 @@ from ...models import (
     Priority,
     Retry,
     Sent,
+    Suppressed,
     new_ids,
 )
 from .. import records
@@ -96,11 +97,12 @@ async def insert(
         (
             n.id, n.tenant_id, n.channel.value, n.recipient, n.subject, n.body, n.html,
             _json(n.metadata), int(n.priority), n.status.value, n.queue, n.due_at,
-            n.idempotency_key, n.scheduled_at, now, n.callback_url,
+            n.idempotency_key, n.scheduled_at, now, n.callback_url, n.category,
+            n.ignore_suppression,
         )
         for n in notes
     ]  # fmt: skip
-    inserted = await conn.fetchval(Q["create"], *_columns(rows, 16), CHANNEL)
+    inserted = await conn.fetchval(Q["create"], *_columns(rows, 18), CHANNEL)
     if len(inserted) == len(notes):
         return notes
     taken = set(inserted)
@@ -114,7 +116,7 @@ async def insert(
 _COPY_COLUMNS = (
     "id", "tenant_id", "channel", "recipient", "subject", "body", "html", "metadata",
     "priority", "status", "queue", "due_at", "scheduled_at", "created_at", "updated_at",
-    "callback_url", "creation_derived",
+    "callback_url", "category", "ignore_suppression", "creation_derived",
 )  # fmt: skip
 
 
@@ -141,7 +143,8 @@ async def insert_many(
         rows.append((
             note_id, item.tenant_id, channel, item.recipient, item.subject, item.body,
             item.html, item.metadata, int(item.priority), status.value, queue,
-            due_at, item.scheduled_at, now, now, item.callback_url, True,
+            due_at, item.scheduled_at, now, now, item.callback_url, item.category,
+            item.ignore_suppression, True,
         ))  # fmt: skip
         created.append((note_id, status))
     async with conn.transaction():
@@ -172,6 +175,9 @@ async def claim(
             claimed_at=now,
             callback_url=r["callback_url"],
             unregistered=r["unregistered"],
+            category=r["category"],
+            suppressed=r["suppressed"],
+            unsubscribable=r["unsubscribable"],
         )
         for r in rows
     ]
@@ -199,6 +205,7 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome], now: f
     retry: list[tuple[Any, ...]] = []
     dead: list[tuple[Any, ...]] = []
     deferred: list[tuple[Any, ...]] = []
+    suppressed: list[tuple[Any, ...]] = []
     outcomes = [_storable(o) for o in outcomes]
     for o in outcomes:
         c = o.claim
@@ -212,6 +219,8 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome], now: f
             retry.append((c.id, c.token, o.provider, o.error, o.due_at, o.stage, o.queue, *tail))
         elif isinstance(o, Dead):
             dead.append((c.id, c.token, o.provider, o.error, *tail))
+        elif isinstance(o, Suppressed):
+            suppressed.append((c.id, c.token, o.reason, *tail))
         else:
             deferred.append((c.id, c.token, o.due_at, *tail))
     applied: set[tuple[str, str]] = set()  # (id, token): a stale outcome may share the id
@@ -221,7 +230,11 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome], now: f
         except orjson.JSONEncodeError:  # a lone surrogate: the server refuses it as unstorable
             document = json.dumps(sent)
         applied.update((r["id"], r["token"]) for r in await conn.fetch(Q["mark_sent"], document))
-    for query, batch in (("mark_retry", retry), ("mark_dead", dead), ("defer", deferred)):
+    batches = (
+        ("mark_retry", retry), ("mark_dead", dead), ("defer", deferred),
+        ("mark_suppressed", suppressed),
+    )  # fmt: skip
+    for query, batch in batches:
         if batch:
             rows = await conn.fetch(Q[query], *_columns(batch, len(batch[0])))
             applied.update((r["id"], r["token"]) for r in rows)

@@ -30,24 +30,25 @@ WITH new AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int2[], $10::text[], $11::text[], $12::float8[], $13::text[],
-        $14::float8[], $15::float8[], $16::text[]
+        $14::float8[], $15::float8[], $16::text[], $17::text[], $18::bool[]
     ) AS t(id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
-           queue, due_at, idempotency_key, scheduled_at, created_at, callback_url)
+           queue, due_at, idempotency_key, scheduled_at, created_at, callback_url, category,
+           ignore_suppression)
 ), inserted AS (
     INSERT INTO notifications (
         id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
         queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-        creation_derived
+        category, ignore_suppression, creation_derived
     )
     SELECT id, tenant_id, channel, recipient, subject, body, html, metadata::jsonb, priority,
            status, queue, due_at, idempotency_key, scheduled_at, created_at, created_at,
-           callback_url, true
+           callback_url, category, ignore_suppression, true
     FROM new
     ON CONFLICT DO NOTHING
     RETURNING id, due_at
 )
 SELECT coalesce(array_agg(id), '{}') AS inserted,
-       pg_notify($17, coalesce(min(due_at)::text, '')) AS woken
+       pg_notify($19, coalesce(min(due_at)::text, '')) AS woken
 FROM inserted;
 
 -- name: by_idempotency_keys
@@ -89,11 +90,20 @@ WITH picked AS (
         claimed_at = $3, updated_at = $3
     WHERE n.ctid = ANY (ARRAY (SELECT ctid FROM picked))
     RETURNING n.id, n.tenant_id, n.channel, n.recipient, n.subject, n.body, n.html, n.metadata,
-              n.priority, n.attempts, n.callback_url
+              n.priority, n.attempts, n.callback_url, n.category, n.ignore_suppression
 )
 SELECT c.*, EXISTS (
     SELECT 1 FROM unregistered u WHERE u.channel = c.channel AND u.recipient = c.recipient
-) AS unregistered
+) AS unregistered,
+CASE WHEN NOT c.ignore_suppression THEN (
+    SELECT s.reason FROM suppressions s
+    WHERE s.tenant_id = c.tenant_id AND s.recipient = lower(trim(c.recipient) COLLATE "C")
+      AND s.category IN ('', coalesce(c.category, ''))
+    ORDER BY s.category LIMIT 1) END AS suppressed,
+c.category IS NOT NULL AND EXISTS (
+    SELECT 1 FROM categories k
+    WHERE k.tenant_id = c.tenant_id AND k.name = c.category AND k.unsubscribable
+) AS unsubscribable
 FROM claimed c;
 
 -- name: mark_sent
@@ -163,6 +173,27 @@ WITH o AS (
     INSERT INTO audit (notification_id, tenant_id, status, message, at, metadata, started_at,
                        attempt)
     SELECT done.id, done.tenant_id, 'FAILED', o.message, o.at, o.metadata::jsonb,
+           done.claimed_at, done.attempts
+    FROM done JOIN o ON o.id = done.id AND o.token = done.token
+)
+SELECT id, token FROM done;
+
+-- name: mark_suppressed
+WITH o AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
+                         $6::text[])
+        AS o(id, token, reason, at, message, metadata)
+), done AS (
+    UPDATE notifications n
+    SET status = 'SUPPRESSED', last_error = o.reason, updated_at = o.at, lease_until = NULL,
+        claim_token = NULL
+    FROM o WHERE n.id = ANY (ARRAY (SELECT id FROM o)) AND n.id = o.id
+      AND n.claim_token = o.token
+    RETURNING n.id, n.tenant_id, n.claimed_at, n.attempts, o.token
+), logged AS (
+    INSERT INTO audit (notification_id, tenant_id, status, message, at, metadata, started_at,
+                       attempt)
+    SELECT done.id, done.tenant_id, 'SUPPRESSED', o.message, o.at, o.metadata::jsonb,
            done.claimed_at, done.attempts
     FROM done JOIN o ON o.id = done.id AND o.token = done.token
 )
@@ -253,7 +284,7 @@ SELECT queue,
        count(*) FILTER (WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= $2),
        count(*) FILTER (WHERE status = 'PROCESSING'),
        count(*) FILTER (WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at > $2),
-       count(*) FILTER (WHERE status = 'SENT'),
+       count(*) FILTER (WHERE status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')),
        count(*) FILTER (WHERE status = 'FAILED')
 FROM notifications WHERE tenant_id = $1 GROUP BY queue;
 
@@ -340,7 +371,7 @@ SELECT count(*) FROM gone;
 
 -- name: clean
 WITH old AS (
-    SELECT id FROM notifications WHERE id < $1 AND status = 'SENT'
+    SELECT id FROM notifications WHERE id < $1 AND status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), history AS (

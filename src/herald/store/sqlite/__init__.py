@@ -41,6 +41,7 @@ from ..access import Access, Row, statements
 from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..receipts import ReceiptRules
 from ..rows import breakdown_stats, notification_from_row, queue_counts
 from . import jobs
 from .events import SQLiteDialect
@@ -52,7 +53,7 @@ Q = sql.queries("sqlite")
 A = statements("sqlite")
 
 
-class SQLiteStore(CatalogRules, EventRules, Store):
+class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
     def __init__(self, path: str, busy_timeout_ms: int = 5000, readers: int = 2) -> None:
         if path in ("", ":memory:"):
             raise ValueError("SQLite store needs a file: several connections share it")

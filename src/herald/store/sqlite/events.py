@@ -20,7 +20,7 @@ from .. import sql
 from ..dialect import Change, Fetch, Rule, Step, drive
 
 T = TypeVar("T")
-S = sql.queries("sqlite", "events.sql")
+S = {**sql.queries("sqlite", "events.sql"), **sql.queries("sqlite", "receipts.sql")}
 
 Work = Callable[[sqlite3.Connection], Any]
 Read = Callable[[Work], Awaitable[Any]]

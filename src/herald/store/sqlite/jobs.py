@@ -34,6 +34,7 @@ from ...models import (
     Retry,
     Sent,
     Status,
+    Suppressed,
     new_ids,
 )
 from .. import records, sql
@@ -48,7 +49,7 @@ Q = sql.queries("sqlite")
 #: while the event loop thread runs: with a busy thread beside it, 1,000 rows one
 #: by one took 4.1 times as long as with it idle; 50 at a time, 2.7 times.
 INSERT_CHUNK = 50
-_NOTIFICATION_WIDTH = 17  # values per row of insert_notification
+_NOTIFICATION_WIDTH = 19  # values per row of insert_notification
 _AUDIT_WIDTH = 8  # values per row of insert_audit
 _CHANNELS = {c: (c.value, c.queue) for c in Channel}  # dict lookups beat enum properties
 
@@ -84,7 +85,8 @@ def _row(
     return (
         note_id, item.tenant_id, channel, item.recipient, item.subject, item.body, item.html,
         orjson.dumps(item.metadata).decode(), int(item.priority), status.value, queue, due_at,
-        item.idempotency_key, item.scheduled_at, now, now, item.callback_url,
+        item.idempotency_key, item.scheduled_at, now, now, item.callback_url, item.category,
+        item.ignore_suppression,
     )  # fmt: skip
 
 
@@ -172,6 +174,9 @@ def claims(picked: str, token: str, now: float) -> list[Claim]:
             claimed_at=now,
             callback_url=r[10],
             unregistered=bool(r[11]),
+            category=r[12],
+            suppressed=r[13],
+            unsubscribable=bool(r[14]),
         )
         for r in orjson.loads(picked)
     ]
@@ -182,7 +187,10 @@ def claims(picked: str, token: str, now: float) -> list[Claim]:
 #: Outcomes per completion statement; a shorter batch is padded to a power of two with
 #: rows that match nothing, so each statement is prepared once and stays cached.
 COMPLETE_CHUNK = 128
-_WIDTH = {"mark_sent": 6, "mark_retry": 8, "mark_dead": 5, "defer": 4, "insert_attempts": 6}
+_WIDTH = {
+    "mark_sent": 6, "mark_retry": 8, "mark_dead": 5, "defer": 4, "mark_suppressed": 4,
+    "insert_attempts": 6,
+}  # fmt: skip
 Statement = tuple[str, list[Any]]
 
 
@@ -215,6 +223,8 @@ def _changes(o: Outcome) -> tuple[str, list[Any]]:
         return "mark_retry", [c.id, c.token, o.provider, o.error, o.due_at, o.stage, o.queue, o.at]
     if isinstance(o, Dead):
         return "mark_dead", [c.id, c.token, o.provider, o.error, o.at]
+    if isinstance(o, Suppressed):
+        return "mark_suppressed", [c.id, c.token, o.reason, o.at]
     assert isinstance(o, Deferred)
     return "defer", [c.id, c.token, o.due_at, o.at]
 

@@ -11,8 +11,8 @@ INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?);
 INSERT INTO notifications (
     id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
     queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-    creation_derived
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
+    category, ignore_suppression, creation_derived
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
 
 -- name: insert_audit
 -- started_at and attempt: set on a row that ends an attempt, NULL on an operator's.
@@ -45,7 +45,16 @@ SELECT json_group_array(n.rowid), json_group_array(json_array(
     n.id, n.tenant_id, n.channel, n.recipient, n.subject, n.body, n.html, n.metadata,
     n.priority, n.attempts + 1, n.callback_url,
     EXISTS (SELECT 1 FROM unregistered u WHERE u.channel = n.channel
-                                          AND u.recipient = n.recipient)))
+                                          AND u.recipient = n.recipient),
+    n.category,
+    CASE WHEN NOT n.ignore_suppression THEN (
+        SELECT s.reason FROM suppressions s
+        WHERE s.tenant_id = n.tenant_id AND s.recipient = lower(trim(n.recipient))
+          AND s.category IN ('', coalesce(n.category, ''))
+        ORDER BY s.category LIMIT 1) END,
+    n.category IS NOT NULL AND EXISTS (
+        SELECT 1 FROM categories k
+        WHERE k.tenant_id = n.tenant_id AND k.name = n.category AND k.unsubscribable)))
 FROM (
     SELECT rowid, * FROM notifications
     WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING')
@@ -73,6 +82,14 @@ UPDATE notifications AS n
 SET status = 'SENT', provider = o.provider, provider_message_id = o.message_id,
     processing_ms = o.processing_ms, sent_at = o.at, updated_at = o.at, last_error = NULL,
     lease_until = NULL, claim_token = NULL
+FROM o
+WHERE n.id = o.id AND n.claim_token = o.token;
+
+-- name: mark_suppressed
+WITH o(id, token, reason, at) AS (VALUES (?, ?, ?, ?))
+UPDATE notifications AS n
+SET status = 'SUPPRESSED', last_error = o.reason, updated_at = o.at, lease_until = NULL,
+    claim_token = NULL
 FROM o
 WHERE n.id = o.id AND n.claim_token = o.token;
 
@@ -167,7 +184,7 @@ SELECT queue,
        sum(status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= :now),
        sum(status = 'PROCESSING'),
        sum(status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at > :now),
-       sum(status = 'SENT'),
+       sum(status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')),
        sum(status = 'FAILED')
 FROM notifications WHERE tenant_id = :tenant GROUP BY queue;
 
@@ -221,7 +238,8 @@ DELETE FROM notifications
 WHERE tenant_id = :tenant AND id = :id AND status = 'FAILED' AND queue = 'dlq';
 
 -- name: old_sent
-SELECT id, tenant_id FROM notifications WHERE id < ? AND status = 'SENT' LIMIT ?;
+SELECT id, tenant_id FROM notifications WHERE id < ? AND status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')
+LIMIT ?;
 
 -- name: delete_notification
 DELETE FROM notifications WHERE id = ?;
@@ -283,7 +301,8 @@ WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= ?;
 
 -- name: final_delete
 DELETE FROM notifications
-WHERE tenant_id = :tenant AND id = :id AND status IN ('SENT', 'FAILED', 'CANCELLED');
+WHERE tenant_id = :tenant AND id = :id AND status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED',
+                                                  'FAILED', 'CANCELLED');
 
 -- name: heartbeat
 INSERT INTO heartbeats (instance, at) VALUES (?, ?)
