@@ -10,7 +10,8 @@ import pytest
 
 from herald.delivery.breaker import State
 from herald.errors import StoreUnavailable
-from herald.models import Priority, Status
+from herald.models import Channel, NewNotification, Priority, Status
+from herald.store.receipts import Suppression
 from tests.unit.worker_rig import Clock, Rig, eventually
 
 
@@ -140,3 +141,23 @@ async def test_a_stale_completion_changes_nothing_and_frees_only_its_own_slot(
     assert row.provider_message_id == "pigeon-2", "the live claim's receipt is the one kept"
     history = await rig.history(note)
     assert [e.status for e in history].count(Status.SENT) == 1
+
+
+async def test_a_suppressed_recipient_is_never_sent_to(tmp_path: Path) -> None:
+    """A recipient on the tenant's suppression list: the notification ends SUPPRESSED
+    without a provider call, its slot is freed, and a notification that ignores the
+    list, or goes to someone else, is sent as usual."""
+    rig = Rig(tmp_path, poll_interval=0.005)
+    await rig.store.suppress([Suppression("default", "gone@example.com", "", "bounce")])
+    [blocked] = await rig.create(1, "Gone@Example.com")
+    [other] = await rig.create(1, "here@example.com")
+    [forced] = await rig.store.create(
+        [NewNotification(Channel.EMAIL, "gone@example.com", "reset", ignore_suppression=True)]
+    )
+    async with rig.running():
+        await eventually(lambda: rig.all_in([other, forced], Status.SENT), what="the sends")
+        await eventually(lambda: rig.all_in([blocked], Status.SUPPRESSED), what="suppressed")
+        await eventually(lambda: rig.worker.inflight == 0, what="every slot free")
+    assert rig.provider.called(blocked.id) == 0
+    assert rig.provider.called(forced.id) == 1
+    assert await rig.logged(blocked, "on the suppression list (bounce)")
