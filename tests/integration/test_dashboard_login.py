@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +21,7 @@ import structlog
 
 from herald.access import Role, hash_password
 from herald.dashboard import login as login_module
+from herald.dashboard import sessions as sessions_module
 from herald.models import DEFAULT_TENANT
 
 pytestmark = pytest.mark.every_store
@@ -339,6 +341,59 @@ async def test_logout_ends_the_session(herald: Any) -> None:
         async with httpx.AsyncClient(base_url=h.url, cookies={"herald_session": old}) as replay:
             again = await replay.get("/dashboard")
             assert again.status_code == 303, "the old cookie is no session any more"
+
+
+class Clock:
+    """The sessions' clock: real time plus ``ahead`` seconds, moved forward by a test."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved = Clock()
+    monkeypatch.setattr(sessions_module, "time", moved)
+    return moved
+
+
+async def sent_to_login(v: Visitor) -> bool:
+    page = await v.client.get("/dashboard")
+    if page.status_code == 200:
+        return False
+    assert page.status_code == 303, page.text
+    assert urlsplit(page.headers["location"]).path == "/dashboard/login"
+    return True
+
+
+async def test_a_session_idle_past_the_limit_ends(herald: Any, clock: Clock) -> None:
+    minute = 60.0
+    async with herald(deliver=False, session_idle_minutes=30) as h, visitor(h) as v:
+        await add_user(h, "ops@example.com", "viewer")
+        await signed_in(v, "ops@example.com")
+        for ahead in (29, 58):  # each visit within 30 minutes of the one before
+            clock.ahead = ahead * minute
+            assert not await sent_to_login(v), f"signed out {ahead} minutes in"
+        clock.ahead = (58 + 30) * minute + 5
+        assert await sent_to_login(v), "30 minutes idle and the session still works"
+        clock.ahead = 58 * minute
+        assert await sent_to_login(v), "an ended session stays ended"
+
+
+async def test_a_session_ends_at_its_lifetime_even_if_active(herald: Any, clock: Clock) -> None:
+    minute = 60.0
+    settings = {"session_idle_minutes": 30, "session_max_hours": 1}
+    async with herald(deliver=False, **settings) as h, visitor(h) as v:
+        await add_user(h, "ops@example.com", "viewer")
+        await signed_in(v, "ops@example.com")
+        for ahead in (20, 40, 59):
+            clock.ahead = ahead * minute
+            assert not await sent_to_login(v), f"signed out {ahead} minutes in"
+        clock.ahead = 61 * minute  # two minutes after the last visit, an hour after login
+        assert await sent_to_login(v), "an hour after login the session still works"
 
 
 async def test_signing_in_again_replaces_the_session(herald: Any) -> None:

@@ -12,7 +12,10 @@ in the audit trail or on the dashboard.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, cast
 import orjson
 import pytest
 import pytest_asyncio
+import structlog
 from pydantic import ValidationError
 from urllib3.util import connection as urllib3_connection
 
@@ -485,3 +489,55 @@ async def test_credentials_are_masked_in_answers_audit_and_dashboard(herald: Any
 
         stored = await h.engine.store.get("default", chat_id)
         assert stored is not None and stored.recipient == chat_url, "delivery keeps the URL"
+
+
+async def test_credentials_never_reach_the_logs_of_failing_sends(
+    herald: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every log of a failing chat or webhook send: Herald's own (structlog, tracebacks
+    rendered as text), the libraries' (stdlib logging, httpx's "HTTP Request: POST <url>"
+    at INFO above all), and whatever reached the terminal."""
+    secret = "zq-s3cret-9"
+    caplog.set_level(logging.DEBUG)
+    chat_schemes = ["json", "jsons", "ntfys"]
+    with structlog.testing.capture_logs(
+        processors=[structlog.processors.format_exc_info]
+    ) as logged:
+        async with (
+            fake_server(lambda seen: Reply(500, b"boom")) as server,
+            herald(**WEBHOOKS, webhook_allow_hosts="127.0.0.1", chat_allow_hosts="127.0.0.1",
+                   chat_providers=["apprise"], chat_schemes=chat_schemes) as h,
+        ):  # fmt: skip
+            port = server.url.rsplit(":", 1)[1]
+            sends = [
+                ("WEBHOOK", f"https://hook:{secret}@127.0.0.1:{port}/in"),  # no TLS there
+                ("WEBHOOK", f"http://hook:{secret}@127.0.0.1:{port}/in"),  # answers 500
+                ("WEBHOOK", f"https://hook:{secret}@127.0.0.2:{port}/in"),  # not admitted
+                ("WEBHOOK", f"https://hook:{secret}@nosuch.invalid/in"),
+                ("CHAT", f"jsons://user:{secret}@127.0.0.1:{port}/hook"),
+                ("CHAT", f"json://user:{secret}@127.0.0.1:{port}/hook"),
+                ("CHAT", f"ntfys://user:{secret}@127.0.0.1:{port}/topic"),
+            ]
+            made = []
+            for kind, url in sends:
+                body = {"type": kind, "recipient": url, "message": "m"}
+                reply = await h.client.post("/api/notifications", json=body)
+                assert reply.status_code == 201, reply.text
+                made.append(reply.json()["data"]["_id"])
+            for notification_id in made:
+                await h.wait_status(notification_id, "FAILED", "RETRYING")
+
+    hook = next(seen for seen in server.seen if seen.path == "/in")
+    assert (
+        hook.headers["authorization"]
+        == "Basic " + base64.b64encode(f"hook:{secret}".encode()).decode()
+    ), "the receiver still gets the URL's credentials"
+    events = {entry["event"] for entry in logged}
+    assert {"webhook_unreachable", "webhook_destination_refused", "apprise_failed"} <= events
+    assert re.search(rf"HTTP Request: POST http://\S*127\.0\.0\.1:{port}/in", caplog.text)
+    printed = capfd.readouterr()
+    herald_log = "\n".join(repr(entry) for entry in logged)
+    for where, text in {"Herald's log": herald_log, "the libraries' log": caplog.text,
+                        "stdout": printed.out, "stderr": printed.err}.items():  # fmt: skip
+        leaked = [line for line in text.splitlines() if secret in line]
+        assert not leaked, f"{where}: {leaked[:3]}"

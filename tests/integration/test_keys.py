@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import stat
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from pydantic import ValidationError
 
 from herald.config import Settings
@@ -165,6 +166,42 @@ async def test_auth_off_takes_every_caller_as_an_admin(herald: Any) -> None:
         assert (await anonymous.post("/api/queue/email/pause")).status_code == 200
 
 
+async def test_auth_off_says_so_at_every_start(herald: Any) -> None:
+    with structlog.testing.capture_logs() as logged:
+        for _ in range(2):
+            async with herald(auth="off", deliver=False):
+                pass
+        async with herald(deliver=False):
+            pass
+    warnings = [e for e in logged if e["event"] == "auth_off"]
+    assert len(warnings) == 2, "one warning per start with HERALD_AUTH=off, none without"
+    for warning in warnings:
+        assert warning["log_level"] == "warning"
+        assert warning["host"] == "127.0.0.1" and "local use only" in warning["detail"]
+
+
+async def test_using_a_key_sets_its_last_used_time(herald: Any) -> None:
+    async with herald() as h:
+        made = await new_key(h, ["read"])
+
+        async def last_used() -> str | None:
+            keys = (await h.client.get("/api/keys")).json()["data"]["keys"]
+            [shown] = [k for k in keys if k["id"] == made["id"]]
+            used: str | None = shown["lastUsedAt"]
+            return used
+
+        assert await last_used() is None, "a key nobody used has no last-used time"
+        before = time.time()
+        assert (await h.client.get("/api/providers", headers=bearer(made["key"]))).is_success
+        after = time.time()
+        deadline = asyncio.get_running_loop().time() + 5
+        while (used := await last_used()) is None:  # written in the background
+            assert asyncio.get_running_loop().time() < deadline, "lastUsedAt was never set"
+            await asyncio.sleep(0.05)
+        at = datetime.fromisoformat(used.replace("Z", "+00:00")).timestamp()
+        assert before - 0.01 <= at <= after + 0.01, (before, used, after)
+
+
 def test_auth_off_is_only_for_loopback() -> None:
     with pytest.raises(ValidationError, match="loopback"):
         Settings(_env_file=None, auth="off", host="0.0.0.0")
@@ -173,7 +210,11 @@ def test_auth_off_is_only_for_loopback() -> None:
 
 
 async def test_first_start_writes_an_admin_key_file(
-    tmp_path: Path, herald_store: str, database_url_for_herald: str, caplog: Any
+    tmp_path: Path,
+    herald_store: str,
+    database_url_for_herald: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from herald.api.app import create_app
     from tests.integration.conftest import serve_app
@@ -181,14 +222,23 @@ async def test_first_start_writes_an_admin_key_file(
     key_file = tmp_path / "secret" / "admin.key"
     settings = make_settings(tmp_path, admin_key=None, admin_key_file=str(key_file),
                              database_url=database_url_for_herald)  # fmt: skip
-    caplog.set_level(logging.INFO)
-    async with serve_app(create_app(settings, deliver=False), settings.port) as url:
-        secret = key_file.read_text().strip()
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        async with httpx.AsyncClient(base_url=url, headers=bearer(secret)) as client:
-            keys = (await client.get("/api/keys")).json()["data"]["keys"]
-            assert [(k["name"], k["scopes"]) for k in keys] == [("first-admin", ["admin"])]
-    assert secret not in caplog.text
+    caplog.set_level("DEBUG")
+    # Herald's log lines are structlog's: captured here with the processors that
+    # turn an exception into text, so a traceback would be searched too.
+    processors = [structlog.processors.format_exc_info]
+    with structlog.testing.capture_logs(processors=processors) as logged:
+        async with serve_app(create_app(settings, deliver=False), settings.port) as url:
+            secret = key_file.read_text().strip()
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            async with httpx.AsyncClient(base_url=url, headers=bearer(secret)) as client:
+                keys = (await client.get("/api/keys")).json()["data"]["keys"]
+                assert [(k["name"], k["scopes"]) for k in keys] == [("first-admin", ["admin"])]
+    [created] = [e for e in logged if e["event"] == "admin_key_created"]
+    assert created.get("path") == str(key_file), "the operator is told where the key is"
+    assert secret.startswith(created["prefix"]) and created["prefix"] != secret
+    printed = capfd.readouterr()
+    everything = " ".join([repr(logged), printed.out, printed.err, caplog.text])
+    assert secret not in everything, "the key itself is never logged"
     key_file.unlink()
     async with serve_app(create_app(settings, deliver=False), settings.port):
         pass

@@ -143,9 +143,10 @@ class WebhookProvider(Provider):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signatures(self._keys, message.id, timestamp, body),
         }
+        url, auth = _without_credentials(message.recipient)
         try:
             async with self._client.stream(
-                "POST", message.recipient, content=body, headers=headers
+                "POST", url, content=body, headers=headers, auth=auth
             ) as response:
                 start = await _read_start(response)
         except RefusedDestination as exc:
@@ -183,6 +184,18 @@ class WebhookProvider(Provider):
         if status == 408 or status >= 500:
             return TransientError(f"the webhook receiver answered {detail}", provider=self.name)
         return PermanentError(f"the webhook receiver refused it: {detail}", provider=self.name)
+
+
+def _without_credentials(recipient: str) -> tuple[httpx.URL | str, httpx.BasicAuth | None]:
+    """The URL without its ``user:pass@``, and those as Basic auth (what httpx makes of them
+    anyway): httpx logs the URL it sends to whole, at INFO ("HTTP Request: POST <url>")."""
+    try:
+        url = httpx.URL(recipient)
+    except httpx.InvalidURL:
+        return recipient, None  # the request refuses it, in httpx's words
+    if not url.userinfo:
+        return url, None
+    return url.copy_with(userinfo=b""), httpx.BasicAuth(url.username, url.password)
 
 
 def _host(url: str) -> str:
