@@ -11,7 +11,7 @@ from typing import Any
 import click
 import orjson
 
-from . import keys_cli, ops, users_cli
+from . import keys_cli, ops, suppressions_cli, users_cli
 from .config import Settings
 from .engine import Engine
 from .httpserver import server_options
@@ -217,6 +217,7 @@ def _run_async(coro: Any) -> None:
 for command in (ops.queues, ops.dlq, ops.stats, ops.clean, keys_cli.keys):
     main.add_command(command)
 main.add_command(users_cli.users)
+main.add_command(suppressions_cli.suppressions)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,24 @@ Bad values fail at start, loudly, naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import ssl
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .errors import ConfigError
 from .models import Channel
 from .retry import Ladder
 
 CsvList = Annotated[list[str], NoDecode]
+#: A bare ASCII mailbox, safe inside ``<mailto:...>`` in a header: no spaces, brackets,
+#: commas, ``?`` or ``%`` that would need quoting.
+_MAILBOX = re.compile(
+    r"[A-Za-z0-9!#$&'*+/=^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+)
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -171,6 +179,9 @@ class Settings(BaseSettings):
     admin_key_file: str = Field("./var/admin.key", validation_alias=_env("ADMIN_KEY_FILE"))
     allowed_hosts: CsvList = Field(default_factory=list, validation_alias=_env("ALLOWED_HOSTS"))
     public_url: str | None = Field(None, validation_alias=_env("PUBLIC_URL"))
+    # Also offered in List-Unsubscribe, as mailto:<address>?subject=unsubscribe (README
+    # "Categories and one-click unsubscribe"); the link at HERALD_PUBLIC_URL is the main way.
+    unsubscribe_mailto: str | None = Field(None, validation_alias=_env("UNSUBSCRIBE_MAILTO"))
     cors_origins: CsvList = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
     api_rate_limit: str = Field("100/s", validation_alias=_env("API_RATE_LIMIT"))
     # Callers without a valid credential (guessing keys) and logins, per client address.
@@ -202,6 +213,83 @@ class Settings(BaseSettings):
     template_max_output: int = Field(262_144, ge=1024, le=64 * 1_048_576,
                                      validation_alias=_env("TEMPLATE_MAX_OUTPUT"))  # fmt: skip
 
+    # --- Delivery receipts (README "Delivery receipts"; api/receipts.py) -------------------
+    # Each provider's endpoint exists only once its secret is set (Twilio's is
+    # HERALD_TWILIO_AUTH_TOKEN). SendGrid: the verification key from its settings
+    # (base64 DER or PEM). Postmark: the Basic credentials put in its webhook URL.
+    sendgrid_webhook_public_key: str | None = Field(
+        None, validation_alias=_env("SENDGRID_WEBHOOK_PUBLIC_KEY")
+    )
+    postmark_webhook_user: str | None = Field(None, validation_alias=_env("POSTMARK_WEBHOOK_USER"))
+    postmark_webhook_password: SecretStr | None = Field(
+        None, validation_alias=_env("POSTMARK_WEBHOOK_PASSWORD")
+    )
+    mailgun_signing_key: SecretStr | None = Field(
+        None, validation_alias=_env("MAILGUN_SIGNING_KEY")
+    )
+    # SES through SNS: on, it takes messages from these topics only.
+    ses_receipts: bool = Field(False, validation_alias=_env("SES_RECEIPTS"))
+    ses_topic_arns: CsvList = Field(default_factory=list, validation_alias=_env("SES_TOPIC_ARNS"))
+    # Hosts (``name`` or ``name:port``, exactly) that SNS certificates and subscription
+    # confirmations are fetched from, instead of sns.<region>.amazonaws.com. Named hosts
+    # are admitted by the destination guard even on private or loopback addresses, and
+    # HERALD_SNS_CA_FILE adds trusted roots: both for a local test server.
+    sns_cert_hosts: CsvList = Field(default_factory=list, validation_alias=_env("SNS_CERT_HOSTS"))
+    sns_ca_file: str | None = Field(None, validation_alias=_env("SNS_CA_FILE"))
+    # Receipt routes have their own budget per client address, not the anonymous one:
+    # providers post in bursts from a few addresses.
+    receipts_rate_limit: str = Field("100/s", validation_alias=_env("RECEIPTS_RATE_LIMIT"))
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        from .receipts.sendgrid import public_key  # imported here: most settings never need it
+
+        try:
+            public_key(value)
+        except ConfigError as exc:
+            raise ValueError(f"HERALD_SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+        return value
+
+    @field_validator("sns_cert_hosts")
+    @classmethod
+    def _sns_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:  # a name or IPv4 address, and maybe a port
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?", host):
+                raise ValueError(f"{host!r} is not a host name or host:port")
+        return [host.lower() for host in value]
+
+    @field_validator("receipts_rate_limit")
+    @classmethod
+    def _receipts_rate(cls, value: str) -> str:
+        from .access import parse_rate
+
+        parse_rate(value)
+        return value
+
+    @model_validator(mode="after")
+    def _receipts_complete(self) -> Settings:
+        if bool(self.postmark_webhook_user) != bool(self.postmark_webhook_password):
+            raise ValueError(
+                "HERALD_POSTMARK_WEBHOOK_USER and HERALD_POSTMARK_WEBHOOK_PASSWORD go together"
+            )
+        if self.ses_receipts and not self.ses_topic_arns:
+            raise ValueError("HERALD_SES_RECEIPTS=on needs HERALD_SES_TOPIC_ARNS (the SNS topics)")
+        for arn in self.ses_topic_arns:
+            if not arn.startswith("arn:") or ":sns:" not in arn:
+                raise ValueError(f"HERALD_SES_TOPIC_ARNS: {arn!r} is not an SNS topic ARN")
+        if self.sns_ca_file:
+            try:
+                ssl.create_default_context(cafile=self.sns_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                message = f"HERALD_SNS_CA_FILE: cannot load {self.sns_ca_file}: {exc}"
+                raise ValueError(message) from None
+        return self
+
+    # --- end of delivery receipts ----------------------------------------------------------
+
     @field_validator(
         "email_providers",
         "sms_providers",
@@ -213,6 +301,8 @@ class Settings(BaseSettings):
         "rate_limits",
         "allowed_hosts",
         "cors_origins",
+        "ses_topic_arns",
+        "sns_cert_hosts",
         mode="before",
     )
     @classmethod
@@ -271,6 +361,17 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
             raise ValueError(f"{value!r} is not a base URL such as https://herald.example.com")
         return value.rstrip("/")
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if _MAILBOX.fullmatch(value) is None:
+            raise ValueError(
+                f"{value!r} is not a plain email address such as unsubscribe@example.com"
+            )
+        return value
 
     def rate_for(self, provider: str) -> float | None:
         """Calls per second allowed to ``provider`` (HERALD_RATE_LIMITS), or None."""

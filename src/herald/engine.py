@@ -28,6 +28,7 @@ from .providers import Provider, ProviderSet
 from .store import Store, open_store
 from .store.base import BreakerState
 from .supervise import Liveness, Supervisor
+from .unsubscribe import Links
 
 log = structlog.get_logger("herald.engine")
 
@@ -42,6 +43,7 @@ class Engine:
         self.started_at = time.time()
         self.providers: ProviderSet | None = None
         self.worker: Worker | None = None
+        self.links: Links | None = None  # set by ``start``
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -53,13 +55,17 @@ class Engine:
 
     async def start(self) -> None:
         await self.store.open()
+        # Read once, here: the unsubscribe page reads tokens, the worker signs links.
+        self.links = await Links.load(self.store, self.settings)
         self.providers = ProviderSet(self.settings, self.store)
         if self.deliver:
             routes = {name: self._route(p) for name, p in self.providers.built.items()}
             chains = {
                 c.value: Chain([routes[p.name] for p in self.providers.chain(c)]) for c in Channel
             }
-            self.worker = Worker(self.store, chains, self.settings, self.ladder, loops=self.loops)
+            self.worker = Worker(
+                self.store, chains, self.settings, self.ladder, loops=self.loops, links=self.links
+            )
             self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
             self._retention_task = self.loops.spawn(
                 "retention", lambda live: retention.run_forever(self.store, self.settings, live)

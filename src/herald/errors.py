@@ -8,6 +8,7 @@
     ├── Overloaded             the backlog is too deep for this priority now (load shedding)
     ├── ReceiptRefused         an inbound provider receipt failed its check: nothing is applied
     │   └── ReceiptReplayed    a receipt already seen (same token, signature or message)
+    ├── BadToken               an unsubscribe token that is malformed, oversized or not ours
     ├── DeliveryError          raised by a provider's ``send``
     │   ├── Throttled          no capacity in time (pacer, breaker, pool): nothing was sent
     │   ├── TransientError     a later attempt may succeed (may carry retry_after)
@@ -51,7 +52,8 @@ class ReceiptRefused(HeraldError):
     """An inbound receipt (a provider's delivery callback) is not to be believed or not
     readable: missing or bad signature, stale timestamp, malformed or oversized body.
 
-    ``reason`` names what is wrong, for the log; the endpoint answers 401 without it.
+    ``reason`` names what is wrong; the endpoint logs it and answers 401 with it (it says
+    which check failed, never a secret).
     """
 
     def __init__(self, reason: str) -> None:
@@ -61,6 +63,13 @@ class ReceiptRefused(HeraldError):
 
 class ReceiptReplayed(ReceiptRefused):
     """The receipt checks out but was already taken once: a replay, or the provider's retry."""
+
+
+class BadToken(HeraldError):
+    """An unsubscribe link's token Herald did not sign (or cannot read): nothing is done.
+
+    The text says why, for the log; the page answers 404 without it.
+    """
 
 
 class DeliveryError(HeraldError):

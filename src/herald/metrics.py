@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .models import Stats
+from .models import ACCEPTED, Stats, Status
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -35,6 +35,13 @@ PROCESSING = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+#: Provider receipts (``api/receipts.py``). Outcomes ``matched`` and ``unknown`` count
+#: events (one per message and recipient); ``refused``, ``replayed``, ``unavailable``
+#: (not applied, the provider retries) and ``confirmed`` (an SNS subscription) count requests.
+RECEIPTS = Counter(
+    "herald_receipts", "Provider delivery receipts, by outcome", ["provider", "outcome"],
+    registry=REGISTRY,
+)  # fmt: skip
 
 
 #: Each (method, route, status)'s two children, looked up once: ``labels()`` checks its
@@ -54,6 +61,42 @@ def observe_http(method: str, route: str, status: int, started: float) -> None:
     children[1].observe(time.perf_counter() - started)
 
 
+#: The per-type counters read from the store: name -> (help, the statuses counted; None
+#: for all). Seed 004 named the first three. A receipt moves a notification on from SENT,
+#: so ``sent`` counts every status a provider accepted it in and ``delivered`` keeps a
+#: complaint (only a recipient who got the message can complain): these counters then do
+#: not step down as receipts arrive, which Prometheus would read as a reset. A late bounce
+#: after a delivery receipt still moves one notification from delivered to bounced.
+_BY_TYPE: dict[str, tuple[str, frozenset[str] | None]] = {
+    "notifications_created": ("Notifications accepted", None),
+    "notifications_sent": (
+        "Notifications a provider accepted (SENT, or a status a receipt moved it to since)",
+        frozenset(s.value for s in ACCEPTED),
+    ),
+    "notifications_failed": ("Notifications in the DLQ", frozenset({Status.FAILED.value})),
+    "notifications_delivered": (
+        "Notifications a receipt said were delivered (or complained about)",
+        frozenset({Status.DELIVERED.value, Status.COMPLAINED.value}),
+    ),
+    "notifications_bounced": (
+        "Notifications a receipt said bounced",
+        frozenset({Status.BOUNCED.value}),
+    ),
+    "notifications_undelivered": (
+        "SMS a receipt said the carrier could not deliver",
+        frozenset({Status.UNDELIVERED.value}),
+    ),
+    "notifications_complained": (
+        "Notifications the recipient marked as spam",
+        frozenset({Status.COMPLAINED.value}),
+    ),
+    "notifications_suppressed": (
+        "Notifications not sent: the recipient is on the suppression list",
+        frozenset({Status.SUPPRESSED.value}),
+    ),
+}
+
+
 class _StoreSnapshot(Collector):
     """The store's counts, as read for one scrape."""
 
@@ -62,22 +105,16 @@ class _StoreSnapshot(Collector):
 
     def collect(self):  # type: ignore[no-untyped-def]  # prometheus_client's own signature
         families = {
-            "notifications_created": CounterMetricFamily(
-                "notifications_created", "Notifications accepted", labels=["type"]
-            ),
-            "notifications_sent": CounterMetricFamily(
-                "notifications_sent", "Notifications delivered", labels=["type"]
-            ),
-            "notifications_failed": CounterMetricFamily(
-                "notifications_failed", "Notifications in the DLQ", labels=["type"]
-            ),
+            name: CounterMetricFamily(name, text, labels=["type"])
+            for name, (text, _) in _BY_TYPE.items()
         }
-        for (channel, status), count in sorted(self.stats.by_channel_status.items()):
-            families["notifications_created"].add_metric([channel], count)
-            if status == "SENT":
-                families["notifications_sent"].add_metric([channel], count)
-            elif status == "FAILED":
-                families["notifications_failed"].add_metric([channel], count)
+        for name, (_, statuses) in _BY_TYPE.items():
+            per_channel: dict[str, int] = {}
+            for (channel, status), count in self.stats.by_channel_status.items():
+                if statuses is None or status in statuses:
+                    per_channel[channel] = per_channel.get(channel, 0) + count
+            for channel, count in sorted(per_channel.items()):
+                families[name].add_metric([channel], count)
         yield from families.values()
         depth = GaugeMetricFamily(
             "queue_depth", "Notifications waiting per queue", labels=["queue"]

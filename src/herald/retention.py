@@ -2,7 +2,8 @@
 
 FAILED ones stay until an operator replays or deletes them. Expired
 idempotency keys go too, and so do ended dashboard sessions, old login
-failures and the request budgets of past windows. ``herald clean`` runs this once; a worker process
+failures, the request budgets of past windows and the replay keys of delivery
+receipts past their time. ``herald clean`` runs this once; a worker process
 runs it every ``HERALD_CLEANUP_INTERVAL`` seconds.
 """
 
@@ -35,6 +36,7 @@ async def clean_once(store: Store, settings: Settings) -> Cleaned:
     await store.access.expire(
         now, settings.session_idle_minutes * 60, settings.session_max_hours * 3600
     )
+    await store.forget_receipts_seen()
     if removed or expired:
         log.info("retention_cleaned", notifications=removed, idempotency_keys=expired)
     return Cleaned(removed, expired)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from herald.engine import Engine
 from herald.httpserver import server_options
 from tests import pg
 from tests.conftest import AUTH, make_settings
+from tests.integration.smtpsink import Server, Sink
 
 
 @dataclass
@@ -119,3 +120,14 @@ async def herald(tmp_path: Path, herald_store: str) -> AsyncIterator[Callable[..
 
     with databases:
         yield start
+
+
+@pytest.fixture
+def smtp() -> Iterator[Server]:
+    """A real SMTP server on loopback (``smtpsink.py``), stopped after the test."""
+    server = Server(Sink())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -66,7 +66,8 @@ def bearer(key: str) -> dict[str, str]:
 
 
 DUMMY = {"notification_id": "0" * 32, "name": "email", "event_id": "0" * 32,
-         "signup_id": "0" * 32, "key_id": "0" * 32, "token": "x" * 43}  # fmt: skip
+         "signup_id": "0" * 32, "key_id": "0" * 32, "token": "x" * 43,
+         "recipient": "nobody@example.invalid"}  # fmt: skip
 
 
 async def test_every_route_needs_a_credential(herald: Any) -> None:
@@ -138,16 +139,23 @@ async def make_tenant_a(h: Any, key: dict[str, str]) -> dict[str, str]:
     token = re.search(r"verify/([A-Za-z0-9_-]{20,})", message.body)
     assert token, message.body
     own_key = await c.post("/api/keys", headers=key, json={"name": "alpha-ci", "scopes": ["read"]})
+    listed = await c.post("/api/suppressions", headers=key, json={"recipient": ALPHA_SUPPRESSED})
+    assert listed.status_code == 201, listed.text
+    category = {"unsubscribable": True, "description": "A's own"}
+    assert (await c.put(f"/api/categories/{ALPHA_CATEGORY}", headers=key,
+                        json=category)).status_code == 200  # fmt: skip
     return {
         "notification_id": dead_id, "event_id": event.json()["data"]["event"]["id"],
         "signup_id": signup_id, "key_id": own_key.json()["data"]["id"], "token": token.group(1),
-        "template": "alpha-only", "event_type": "alpha-kind",
+        "template": "alpha-only", "event_type": "alpha-kind", "recipient": ALPHA_SUPPRESSED,
+        "category": ALPHA_CATEGORY,
     }  # fmt: skip
 
 
 #: Which of tenant A's resources each path parameter names, by route prefix.
 RESOURCES = {"notification_id": "notification_id", "event_id": "event_id",
-             "signup_id": "signup_id", "key_id": "key_id", "token": "token"}  # fmt: skip
+             "signup_id": "signup_id", "key_id": "key_id", "token": "token",
+             "recipient": "recipient"}  # fmt: skip
 
 
 def names_for(path: str, a: dict[str, str]) -> dict[str, str]:
@@ -156,6 +164,8 @@ def names_for(path: str, a: dict[str, str]) -> dict[str, str]:
         values["name"] = a["template"]
     elif path.startswith("/api/event-types/"):
         values["name"] = a["event_type"]
+    elif path.startswith("/api/categories/"):
+        values["name"] = a["category"]
     return values
 
 
@@ -165,6 +175,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/event-types/{name}"): {"targets": [{"channel": "EMAIL", "template": "x"}]},
     ("POST", "/api/templates/{name}/render"): {"data": {}},
 }
+#: Routes that make the caller's own resource of the name they are given (checked below):
+#: with tenant A's name, B gets one of its own, and A's stays as it was.
+UPSERTS = {("PUT", "/api/categories/{name}")}
+ALPHA_SUPPRESSED = "alpha-suppressed@example.com"
+ALPHA_CATEGORY = "alpha-cat"
 
 
 async def test_another_tenants_resources_are_not_found(herald: Any) -> None:
@@ -175,11 +190,12 @@ async def test_another_tenants_resources_are_not_found(herald: Any) -> None:
         beta = bearer((await access.create_key("beta", ALL_BUT_ADMIN, name="beta"))[0])
         a = await make_tenant_a(h, alpha)
         markers = [a["notification_id"], a["event_id"], a["signup_id"], a["key_id"], "alpha-only",
-                   "alpha-kind", "alpha-user@example.com", "alpha secret", SMS_TO]  # fmt: skip
+                   "alpha-kind", "alpha-user@example.com", "alpha secret", SMS_TO,
+                   ALPHA_SUPPRESSED, ALPHA_CATEGORY]  # fmt: skip
 
         for method, path, scope in table():
-            if scope is None or scope is Scope.ADMIN:
-                continue  # public, or global (queues, metrics): nothing of a tenant's
+            if scope is None or scope is Scope.ADMIN or (method, path) in UPSERTS:
+                continue  # public, global (queues, metrics): nothing of a tenant's; or below
             if PARAM.search(path) and not path.startswith("/api/queue/"):
                 url = fill(path, names_for(path, a))
                 same_site = {"Origin": h.url} if path.startswith("/dashboard") else {}
@@ -200,6 +216,14 @@ async def test_another_tenants_resources_are_not_found(herald: Any) -> None:
                 assert reply.status_code == 200, (path, reply.status_code)
                 leaked = [m for m in markers if m in reply.text]
                 assert not leaked, (path, leaked)
+
+        put = await h.client.put(f"/api/categories/{ALPHA_CATEGORY}", headers=beta,
+                                 json={"unsubscribable": False})  # fmt: skip
+        assert put.status_code == 200, put.text
+        [kept] = (await h.client.get("/api/categories", headers=alpha)).json()["data"]["categories"]
+        assert kept["unsubscribable"] and kept["description"] == "A's own"
+        gone = await h.client.delete(f"/api/suppressions/{ALPHA_SUPPRESSED}", headers=alpha)
+        assert gone.status_code == 200, "beta's DELETE left A's entry where it was"
 
         stats = (await h.client.get("/api/notifications/stats/system", headers=beta)).json()
         assert stats["data"]["total"] == 0

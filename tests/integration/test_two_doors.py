@@ -95,7 +95,7 @@ async def two_doors(
             return secret
 
         secrets = {"admin": AUTH["Authorization"].removeprefix("Bearer "),
-                   "read": await key(Scope.READ)}  # fmt: skip
+                   "read": await key(Scope.READ), "send": await key(Scope.SEND)}  # fmt: skip
         # The second Herald, on the same database, leaves the fast path out.
         shared = make_settings(tmp_path, database_url=fast.engine.settings.database_url, **settings)
         app = create_app(shared, deliver=False, fast_path=False)
@@ -149,7 +149,11 @@ def assert_alike(
 
 def cases(secrets: dict[str, str]) -> list[Case]:
     admin = {"Authorization": f"Bearer {secrets['admin']}"}
+    sender = {"Authorization": f"Bearer {secrets['send']}"}
     valid = orjson.dumps(EMAIL)
+    ignoring = orjson.dumps({**EMAIL, "category": "news", "ignoreSuppression": True})
+    not_ignoring = orjson.dumps({**EMAIL, "ignoreSuppression": False})
+    not_a_bool = orjson.dumps({**EMAIL, "ignoreSuppression": "yes"})
     found = [
         Case("valid", {**admin, **JSON}, valid),
         Case("scheduled", {**admin, **JSON}, orjson.dumps({**EMAIL, "delaySeconds": 3600})),
@@ -169,6 +173,13 @@ def cases(secrets: dict[str, str]) -> list[Case]:
         Case("oversized", {**admin, **JSON}, orjson.dumps({**EMAIL, "message": "x" * MAX_BYTES})),
         Case("streamed", {**admin, **JSON}, streamed(1000)),
         Case("oversized text", {**admin, "Content-Type": "text/plain"}, b"x" * (MAX_BYTES + 1)),
+        Case("category", {**admin, **JSON}, orjson.dumps({**EMAIL, "category": "newsletter"})),
+        Case("bad category", {**admin, **JSON}, orjson.dumps({**EMAIL, "category": "News!"})),
+        Case("long category", {**admin, **JSON}, orjson.dumps({**EMAIL, "category": "x" * 65})),
+        Case("ignoreSuppression", {**admin, **JSON}, ignoring),
+        Case("ignoreSuppression, no manage", {**sender, **JSON}, ignoring),
+        Case("ignoring false, no manage", {**sender, **JSON}, not_ignoring),
+        Case("ignoreSuppression not a bool", {**admin, **JSON}, not_a_bool),
     ]
     for kind in (
         "application/json",
@@ -197,6 +208,23 @@ async def test_every_request_gets_the_same_answer_from_both_doors(
             statuses.add(fast_reply.status_code)
         # The cases reach every answer the doors give, or the comparison proves little.
         assert statuses == {201, 400, 401, 403, 413, 415, 422}
+
+
+async def test_ignore_suppression_needs_manage_at_both_doors(herald: Any, tmp_path: Path) -> None:
+    async with two_doors(herald, tmp_path) as (fast, framework, secrets):
+        body = orjson.dumps({**EMAIL, "category": "news", "ignoreSuppression": True})
+        for door in (fast, framework):
+            refused = await call(door, Case("no manage", {
+                "Authorization": f"Bearer {secrets['send']}", **JSON}, body))  # fmt: skip
+            assert refused.status_code == 403, (door.name, refused.text)
+            assert "'manage'" in refused.json()["message"]
+            taken = await call(door, Case("admin", {
+                "Authorization": f"Bearer {secrets['admin']}", **JSON}, body))  # fmt: skip
+            assert taken.status_code == 201, (door.name, taken.text)
+            data = taken.json()["data"]
+            assert (data["category"], data["ignoreSuppression"]) == ("news", True)
+            stored = await door.engine.store.get("default", data["id"])
+            assert (stored.category, stored.ignore_suppression) == ("news", True)
 
 
 async def test_idempotency_keys_and_budgets_alike(herald: Any, tmp_path: Path) -> None:

@@ -114,6 +114,24 @@ CHANGES: list[tuple[str, Any]] = [
     ("delaySeconds", 5.0),
     ("delaySeconds", "5"),
     ("delaySeconds", True),
+    ("category", None),
+    ("category", "newsletter"),
+    ("category", "billing.receipts_2-x"),
+    ("category", "0"),
+    ("category", "x" * 64),
+    ("category", "x" * 65),
+    ("category", ""),
+    ("category", "News"),
+    ("category", "-news"),
+    ("category", "news letter"),
+    ("category", "news\n"),
+    ("category", "né"),
+    ("category", 7),
+    ("ignoreSuppression", None),
+    ("ignoreSuppression", False),
+    ("ignoreSuppression", True),
+    ("ignoreSuppression", "true"),
+    ("ignoreSuppression", 1),
     ("unknown", 1),
 ]
 
@@ -168,6 +186,23 @@ def test_one_accepts_only_what_the_model_accepts_alike(raw: bytes) -> None:
 def test_plain_bodies_take_the_quick_reading() -> None:
     for body in BODIES:
         intake.one(json.dumps(body).encode(), "t1")
+
+
+def test_category_and_ignore_suppression_are_read_by_both() -> None:
+    raw = json.dumps({**SMS, "category": "alerts", "ignoreSuppression": True}).encode()
+    quick = intake.one(raw, "t1")
+    assert (quick.category, quick.ignore_suppression) == ("alerts", True)
+    assert _model(raw) == quick
+    plain = intake.one(json.dumps(SMS).encode(), "t1")
+    assert (plain.category, plain.ignore_suppression) == (None, False)
+
+
+@pytest.mark.parametrize("category", ["News", "news\n", "", "a b", "x" * 65])
+def test_a_category_that_is_not_a_slug_is_refused_by_both(category: str) -> None:
+    raw = json.dumps({**SMS, "category": category}).encode()
+    assert _model(raw) is None
+    with pytest.raises(intake.Unplain):
+        intake.one(raw, "t1")
 
 
 @pytest.mark.parametrize("raw", CASES[:40])

@@ -145,3 +145,70 @@ def test_a_non_ascii_mailbox_needs_smtputf8() -> None:
 def test_text_that_cannot_be_encoded_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         Composer(SENDER).compose("n", "a@example.com", "s", "lone surrogate \ud800", None)
+
+
+def with_headers(*headers: tuple[str, str], html: str | None = None) -> tuple[bytes, EmailMessage]:
+    composed = Composer(SENDER).compose("n-1", "ada@example.com", "Hello", "Body", html, headers)
+    return composed.content, email.message_from_bytes(composed.content, policy=email.policy.SMTP)
+
+
+LONG_LINK = "<https://herald.example.com/u/" + "A" * 120 + ">"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<https://herald.example.com/u/abc>",
+        f"{LONG_LINK}, <mailto:leave@example.com?subject=unsubscribe>",
+        " ".join(["word"] * 60),
+        "two  spaces and a trailing one ",
+        "Grüße ✓ " * 12,
+    ],
+)
+def test_extra_headers_come_back_as_written_in_folded_lines(value: str) -> None:
+    content, parsed = with_headers(("List-Unsubscribe", value), ("X-Other", "1"), html="<p>x</p>")
+
+    assert str(parsed["List-Unsubscribe"]) == value
+    assert parsed["X-Other"] == "1"
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed.defects == []
+    assert content.isascii()
+    head = content.split(b"\r\n\r\n", 1)[0].decode()
+    block = head[head.index("List-Unsubscribe:") :].split("\r\nX-Other:")[0]
+    lines = block.split("\r\n")
+    # Folded wherever a space allows: only an unbreakable word may pass 78 columns.
+    words = [line.removeprefix("List-Unsubscribe: ").strip() for line in lines]
+    assert all(
+        len(line) <= 78 or " " not in word for line, word in zip(lines, words, strict=True)
+    ), lines
+    assert max(map(len, lines)) <= MAX_LINE
+
+
+def test_a_folded_header_breaks_only_at_its_spaces() -> None:
+    content, _ = with_headers(("List-Unsubscribe", " ".join(["word"] * 60)))
+    head = content.split(b"\r\n\r\n", 1)[0].decode()
+    block = head[head.index("List-Unsubscribe:") :].split("\r\nMIME-Version")[0]
+    assert block.count("\r\n ") >= 3  # folded, each continuation starting with its space
+    assert block.replace("\r\n", "") == "List-Unsubscribe: " + " ".join(["word"] * 60)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["<https://x>\r\nBcc: victim@example.com", "a\nb", "a\rb", "nul\0"],
+)
+def test_line_breaks_in_an_extra_header_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="injection"):
+        with_headers(("List-Unsubscribe", value))
+
+
+@pytest.mark.parametrize(
+    "name", ["From", "to", "Subject", "Content-Type", "Bad Name", "Bad:Name", "", "Ünï"]
+)
+def test_names_the_composer_writes_or_cannot_write_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot be added"):
+        with_headers((name, "x"))
+
+
+def test_a_word_too_long_for_any_line_is_refused() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        with_headers(("List-Unsubscribe", "<" + "a" * MAX_LINE + ">"))

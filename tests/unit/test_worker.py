@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from herald.delivery.breaker import State
 from herald.errors import StoreUnavailable
@@ -161,3 +162,21 @@ async def test_a_suppressed_recipient_is_never_sent_to(tmp_path: Path) -> None:
     assert rig.provider.called(blocked.id) == 0
     assert rig.provider.called(forced.id) == 1
     assert await rig.logged(blocked, "on the suppression list (bounce)")
+
+
+async def test_a_crashing_provider_never_logs_the_recipients_credentials(tmp_path: Path) -> None:
+    """A provider bug whose message quotes the recipient URL: the error kept on the row and
+    the log line (its traceback too) show the password masked."""
+    rig = Rig(tmp_path, poll_interval=0.005)
+    url = "https://hook:s3cret-pw@hooks.example/in"
+    rig.provider.fail("a@example.com", RuntimeError(f"could not post to {url}"))
+    [note] = await rig.create(1)
+    with structlog.testing.capture_logs() as logs:
+        async with rig.running():
+            await eventually(lambda: rig.all_in([note], Status.RETRYING), what="the retry")
+    crashed = [e for e in logs if e["event"] == "provider_crashed"]
+    assert crashed and "hook:****@hooks.example" in crashed[0]["error"]
+    assert "s3cret-pw" not in repr(logs)
+    row = await rig.get(note)
+    assert row.last_error is not None and "s3cret-pw" not in row.last_error
+    assert "hook:****@" in row.last_error

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from ..config import Settings
 from ..dashboard import routes as dashboard
+from ..dashboard import suppressions as dashboard_suppressions
 from ..dashboard.sessions import Sessions
 from ..engine import Engine
 from . import (
@@ -28,13 +29,16 @@ from . import (
     notify,
     providers,
     queues,
+    suppressions,
     system,
+    unsubscribe,
     validation,
 )
 from .credentials import Budgets, KeyRing, first_start
 from .event_types import router as event_types_router
 from .events import router as events_router
 from .json import JSONBody
+from .receipts import router as receipts_router
 from .seeds import router as seeds_router
 from .signups import router as signups_router
 from .templates import router as templates_router
@@ -114,7 +118,12 @@ def create_app(
     app.include_router(event_types_router)
     app.include_router(signups_router)
     app.include_router(seeds_router)
+    app.include_router(receipts_router)  # public: each checked by its provider's signature
+    app.include_router(unsubscribe.router)  # public: a signed link, no credential
+    app.include_router(suppressions.router)
+    app.include_router(suppressions.categories)
     app.include_router(dashboard.router)  # HTML for operators, outside the OpenAPI document
+    app.include_router(dashboard_suppressions.router)
     app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     app.add_api_route("/", dashboard.home, include_in_schema=False)
     docs.install(app)

@@ -36,16 +36,34 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/"),  # a redirect to the dashboard
         ("GET", "/dashboard/login"),
         ("POST", "/dashboard/login"),
+        # Delivery receipts (receipts.py): each checked by its provider's own signature.
+        ("POST", "/api/receipts/twilio"),
+        ("POST", "/api/receipts/sendgrid"),
+        ("POST", "/api/receipts/ses"),
+        ("POST", "/api/receipts/postmark"),
+        ("POST", "/api/receipts/mailgun"),
     }
 )
+#: Routes whose body is what a provider sends (Twilio's form, SNS's text/plain), so
+#: the guard does not require JSON of them. Their size is bounded all the same.
+PROVIDER_BODIES = "/api/receipts/"
 #: Path prefixes anyone may read: the dashboard's stylesheet and script.
 PUBLIC_PREFIXES: tuple[str, ...] = ("/dashboard/static/",)
+#: Routes anyone may call whose path ends in one value (``/u/{token}``, a signed
+#: unsubscribe link): by method and the path before that last segment. Any one
+#: non-empty segment matches, and so does the route's own template.
+PUBLIC_TEMPLATES: frozenset[tuple[str, str]] = frozenset(
+    {("GET", "/u/"), ("HEAD", "/u/"), ("POST", "/u/")}
+)
 
 
 def is_public(method: str, path: str) -> bool:
-    return (method, path) in PUBLIC_ROUTES or (
+    if (method, path) in PUBLIC_ROUTES or (
         method in ("GET", "HEAD") and path.startswith(PUBLIC_PREFIXES)
-    )
+    ):
+        return True
+    head, slash, last = path.rpartition("/")
+    return bool(last) and (method, head + slash) in PUBLIC_TEMPLATES
 
 
 class _Requirement:
@@ -63,6 +81,13 @@ class _Requirement:
 
 def requires(scope: Scope) -> Any:
     return Depends(_Requirement(scope))
+
+
+def require_for(request: Request, scope: Scope, what: str) -> None:
+    """Refuse (403 naming ``scope``) a caller who asks for ``what``, which needs ``scope``
+    beyond the route's own (``ignoreSuppression`` on a notification)."""
+    if not principal(request).allows(scope):
+        raise HTTPException(403, f"{what} needs a credential with the {scope.value!r} scope.")
 
 
 def principal(request: Request) -> Principal:

@@ -24,7 +24,7 @@ from ..access import Scope
 from ..models import Priority
 from ..store.base import Created
 from . import intake
-from .authz import requires, tenant_of
+from .authz import require_for, requires, tenant_of
 from .errors import validation_body
 from .ingest import to_new
 from .json import JSONBody
@@ -112,6 +112,8 @@ async def create_bulk(
         items = [intake.checked(body, tenant, now) for body in intake.bulk(raw)]
     except intake.Unplain:  # a refusal, or a value only the model reads: the model decides
         return await _modelled(request, raw, tenant, atomic)
+    if any(item.ignore_suppression for item in items):
+        require_for(request, Scope.MANAGE, "ignoreSuppression")
     engine = request.app.state.engine
     engine.admission.check([item.priority for item in items])
     created = await engine.store.create_many(items)
@@ -145,6 +147,8 @@ async def _modelled(request: Request, raw: bytes, tenant: str, atomic: bool) -> 
         )
         return JSONBody({"success": False, "message": message, "errors": [], "data": results},
                         status_code=422)  # fmt: skip
+    if any(b.ignoreSuppression for b in valid.values()):
+        require_for(request, Scope.MANAGE, "ignoreSuppression")
     engine = request.app.state.engine
     engine.admission.check([Priority[b.priority] for b in valid.values()])
     created = await engine.store.create_many([to_new(b, tenant) for b in valid.values()])

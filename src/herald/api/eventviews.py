@@ -14,16 +14,28 @@ from ..providers.ssrf import mask_credentials
 from ..templates import Template
 from .present import iso, masked
 
-#: Herald's statuses in the words of seed 001's ``welcomeEmail.status``.
+#: Herald's statuses in the words of seed 001's ``welcomeEmail.status``. The seed's
+#: words are pending, queued, sending, delivered and failed, and it said "delivered"
+#: when the SMTP server took the message. Receipts now say when it truly arrived, so
+#: "delivered" means that and an accepted message is "sent". A seed word is kept
+#: where it says the same (a carrier that could not deliver an SMS: "failed"); a
+#: word is added only where none does: "cancelled", "sent", "bounced" (the address
+#: refuses mail: unlike "failed", retrying will not help), "complained" (it arrived,
+#: but the recipient called it spam) and "suppressed" (never sent to this address).
 SEED_STATUS = {
     Status.PENDING: "pending",
     Status.QUEUED: "queued",
     Status.SCHEDULED: "queued",
     Status.RETRYING: "queued",
     Status.PROCESSING: "sending",
-    Status.SENT: "delivered",
+    Status.SENT: "sent",
+    Status.DELIVERED: "delivered",
+    Status.BOUNCED: "bounced",
+    Status.UNDELIVERED: "failed",
+    Status.COMPLAINED: "complained",
     Status.FAILED: "failed",
     Status.CANCELLED: "cancelled",
+    Status.SUPPRESSED: "suppressed",
 }
 
 

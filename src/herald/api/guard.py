@@ -18,7 +18,8 @@ framework's routes), so they cannot differ in what they let through:
    callers without a valid credential spend a budget per client address.
 5. A body sent to the JSON API (POST, PUT, PATCH under ``/api/``) must say it
    is JSON (``application/json`` or ``application/<x>+json``), or 415; a
-   request with neither body nor Content-Type passes (``curl -X POST``). Size
+   request with neither body nor Content-Type passes (``curl -X POST``), and so
+   do the receipt routes, which take a provider's own body (``PROVIDER_BODIES``). Size
    is judged before type: an oversized body is a 413 whatever it claims to be,
    as it is on both doors.
 6. Every answer gets ``nosniff``, a referrer policy and anti-framing headers;
@@ -48,7 +49,7 @@ from ..config import Settings
 from ..dashboard.sessions import COOKIE
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT
-from .authz import is_public
+from .authz import PROVIDER_BODIES, is_public
 from .errors import UNAVAILABLE, too_large_body
 from .headers import Header, secured, tail
 from .ingest import PATH as INGEST
@@ -171,6 +172,7 @@ class Guard:
                  or (length is not None and length.strip(b"0")))
             and method in WRITES
             and path.startswith("/api/")
+            and not path.startswith(PROVIDER_BODIES)
             and not _is_json(kind)
         ):  # fmt: skip
             await self._not_json(receive, _wrapped(send, added), kind, length)

@@ -52,6 +52,8 @@ def to_new(
         idempotency_key=idempotency_key,
         tenant_id=tenant_id,
         callback_url=body.callbackUrl,
+        category=body.category,
+        ignore_suppression=body.ignoreSuppression,
     )
 
 
@@ -111,6 +113,8 @@ def _shown(n: Notification, max_attempts: int) -> dict[str, Any]:
         "createdAt": created,
         "updatedAt": created if n.updated_at == n.created_at else iso(n.updated_at),
         "callbackUrl": None if callback is None else masked(callback),
+        "category": n.category,
+        "ignoreSuppression": n.ignore_suppression,
     }
 
 
@@ -171,6 +175,10 @@ class IngestFastPath:
             try:
                 new = intake.one(raw, caller.tenant_id)
             except intake.Unplain:  # the framework's route reads it with the model
+                await self.app(scope, _replayed(raw, receive), _passed(send, added))
+                return
+            if new.ignore_suppression and not caller.allows(Scope.MANAGE):
+                # The framework's route refuses it in these words (authz.require_for).
                 await self.app(scope, _replayed(raw, receive), _passed(send, added))
                 return
             status, body, headers = await self._handle(new)

@@ -58,6 +58,8 @@ class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     scheduledAt: Any = None  # any value but null: the model parses times
     callbackUrl: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     delaySeconds: Annotated[int, msgspec.Meta(ge=0, le=31_536_000)] | None = None
+    category: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    ignoreSuppression: bool = False
 
 
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,6 +115,9 @@ def checked(
         callback = body.callbackUrl
         if callback is not None:
             callback = validation.http_url(callback)
+        category = body.category
+        if category is not None:
+            category = validation.category(category)
     except ValueError:
         raise Unplain from None
     delay = body.delaySeconds
@@ -128,6 +133,8 @@ def checked(
         idempotency_key,
         tenant_id,
         callback,
+        category,
+        body.ignoreSuppression,
     )
 
 

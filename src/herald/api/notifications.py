@@ -11,7 +11,7 @@ from ..access import Scope
 from ..models import Channel, Priority, Status
 from ..store.base import ListFilter
 from . import present
-from .authz import actor_of, record, requires, tenant_of
+from .authz import actor_of, record, require_for, requires, tenant_of
 from .ingest import accept
 from .json import JSONBody
 from .paging import PageLimit, PageNumber, notification_page
@@ -51,6 +51,8 @@ async def create_notification(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONBody:
+    if body.ignoreSuppression:
+        require_for(request, Scope.MANAGE, "ignoreSuppression")
     envelope = await accept(_engine(request), body, tenant_of(request), idempotency_key)
     return JSONBody(envelope, status_code=201)
 

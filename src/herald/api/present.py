@@ -89,6 +89,8 @@ def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
         "createdAt": iso(n.created_at),
         "updatedAt": iso(n.updated_at),
         "callbackUrl": masked(n.callback_url),
+        "category": n.category,
+        "ignoreSuppression": n.ignore_suppression,
     }
 
 

@@ -11,15 +11,17 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from ..models import Channel
+from ..suppressions import CATEGORY_NAME
 from . import validation
 
 PriorityName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 StatusName = Literal[
-    "PENDING", "QUEUED", "SCHEDULED", "PROCESSING", "RETRYING", "SENT", "FAILED", "CANCELLED"
-]
+    "PENDING", "QUEUED", "SCHEDULED", "PROCESSING", "RETRYING", "SENT", "FAILED", "CANCELLED",
+    "DELIVERED", "BOUNCED", "UNDELIVERED", "COMPLAINED", "SUPPRESSED",
+]  # fmt: skip
 T = TypeVar("T")
 
 
@@ -78,6 +80,20 @@ class NotificationIn(BaseModel):
         validate_default=True,
         description="Deliver this many seconds from now (instead of `scheduledAt`).",
     )
+    category: str | None = Field(
+        None,
+        max_length=64,
+        description="What kind of message this is (`newsletter`): a slug matching "
+        "`^[a-z0-9][a-z0-9_.-]{0,63}$`. Suppressions and one-click unsubscribe work per "
+        "category.",
+        examples=["newsletter"],
+        json_schema_extra={"pattern": f"^{CATEGORY_NAME}$"},
+    )
+    ignoreSuppression: StrictBool = Field(
+        False,
+        description="Deliver even if the recipient is on the suppression list (a password "
+        "reset must go). Needs a credential with the `manage` scope.",
+    )
 
     @field_validator("recipient")
     @classmethod
@@ -125,6 +141,11 @@ class NotificationIn(BaseModel):
     def _callback(cls, value: str | None) -> str | None:
         return None if value is None else validation.http_url(value)
 
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return None if value is None else validation.category(value)
+
     @field_validator("delaySeconds")
     @classmethod
     def _one_schedule(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -164,6 +185,8 @@ class NotificationOut(BaseModel):
     createdAt: str
     updatedAt: str
     callbackUrl: str | None = None
+    category: str | None = None
+    ignoreSuppression: bool = False
 
 
 class LogOut(BaseModel):

@@ -178,7 +178,10 @@ class FriendRequestIn(_EmailChecked):
     toEmail: Email
 
 
-SeedStatus = Literal["pending", "queued", "sending", "delivered", "failed", "cancelled", "unknown"]
+SeedStatus = Literal[
+    "pending", "queued", "sending", "sent", "delivered", "bounced", "complained", "failed",
+    "cancelled", "suppressed", "unknown",
+]  # fmt: skip
 
 
 class WelcomeEmail(BaseModel):

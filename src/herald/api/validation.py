@@ -16,6 +16,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from ..config import Settings
 from ..models import Channel
 from ..providers import chat
+from ..suppressions import CATEGORY_NAME
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:.+/=]{8,4096}$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]{1,31}://\S+$", re.IGNORECASE)
@@ -136,6 +137,20 @@ def chat_url(value: str) -> str:
     raise ValueError(
         f"{scheme}:// is not an accepted chat service ({accepted}; HERALD_CHAT_SCHEMES)"
     )
+
+
+_CATEGORY = re.compile(CATEGORY_NAME)
+
+
+def category(value: str) -> str:
+    """A notification's category as it is, or ValueError: a slug (``suppressions.CATEGORY_NAME``),
+    never '' (which on the suppression list means every category)."""
+    if _CATEGORY.fullmatch(value) is None:
+        raise ValueError(
+            "must be a short slug: 1 to 64 lowercase letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 RECIPIENT = {

@@ -66,6 +66,9 @@ NOTICES = {
     "not-cancelled": "Not cancelled: it is being delivered right now, or already final.",
     "replayed": "{count} dead letter{s} replayed with a fresh retry ladder.",
     "deleted": "Dead letter deleted with its history.",
+    "suppressed": "Added to the suppression list: nothing more is sent to that recipient.",
+    "already-suppressed": "Already on the suppression list; the entry is kept as it was.",
+    "unsuppressed": "Removed from the suppression list.",
 }
 NOTICE_PARAMS = ("notice", "count", "queue")
 

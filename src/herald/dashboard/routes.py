@@ -62,14 +62,14 @@ def _choice(kind: type[E], q: QueryParams | dict[str, str], field: str) -> E | N
         raise HTTPException(400, f"Unknown {field} {raw!r}; one of {known}.") from None
 
 
-def _page_number(q: QueryParams) -> int:
+def page_number(q: QueryParams) -> int:
     raw = q.get("page", "1")
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 7 and 1 <= int(raw) <= 1_000_000):
         raise HTTPException(400, f"Page {raw!r} is not a page number.")
     return int(raw)
 
 
-def _pager(request: Request, found: Page) -> dict[str, Any]:
+def pager(request: Request, found: Page) -> dict[str, Any]:
     info = present.pagination(found)
 
     def link(number: int) -> str | None:
@@ -82,12 +82,12 @@ def _pager(request: Request, found: Page) -> dict[str, Any]:
     return {**info, "previous": link(found.page - 1), "next": link(found.page + 1)}
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def posted_form(request: Request) -> dict[str, str]:
     """The posted fields, after the same-origin and token checks; forms here are tiny."""
     return await csrf.posted(request)
 
 
-def _back(form: dict[str, str], default: str, **notice: str | int) -> RedirectResponse:
+def back(form: dict[str, str], default: str, **notice: str | int) -> RedirectResponse:
     """Redirect to the form's ``next`` page (only ever a dashboard page), with a notice."""
     parts = urlsplit(safe_next(form.get("next", ""), default))
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in NOTICE_PARAMS]
@@ -127,12 +127,12 @@ async def overview(request: Request) -> Any:
 
 
 async def _set_paused(request: Request, name: str, paused: bool) -> RedirectResponse:
-    form = await _form(request)
+    form = await posted_form(request)
     queue = canonical_queue(name)
     if queue is None:
         raise HTTPException(404, f"There is no queue {name!r}.")
     await _engine(request).store.set_paused(queue, paused)
-    return _back(form, PREFIX, notice="paused" if paused else "resumed", queue=queue)
+    return back(form, PREFIX, notice="paused" if paused else "resumed", queue=queue)
 
 
 @router.post("/queues/{name}/pause", dependencies=[requires(Scope.ADMIN)])
@@ -154,11 +154,11 @@ async def notifications(request: Request) -> Any:
     q = request.query_params
     where = ListFilter(status=_choice(Status, q, "status"), channel=_choice(Channel, q, "type"),
                        priority=_choice(Priority, q, "priority"))  # fmt: skip
-    found = await engine.store.find(tenant_of(request), where, _page_number(q), PAGE_SIZE)
+    found = await engine.store.find(tenant_of(request), where, page_number(q), PAGE_SIZE)
     return render(
         request, "notifications.html", section="notifications", refresh=True,
         notifications=[present.notification(n, engine.max_attempts) for n in found.items],
-        pager=_pager(request, found),
+        pager=pager(request, found),
         chosen={"status": q.get("status", ""), "type": q.get("type", ""),
                 "priority": q.get("priority", "")},
         statuses=[s.value for s in Status], channels=[c.value for c in Channel],
@@ -185,13 +185,13 @@ async def notification(notification_id: str, request: Request) -> Any:
 
 @router.post("/notifications/{notification_id}/cancel", dependencies=[requires(Scope.MANAGE)])
 async def cancel(notification_id: str, request: Request) -> RedirectResponse:
-    form = await _form(request)
+    form = await posted_form(request)
     store = _engine(request).store
     if await store.cancel(tenant_of(request), notification_id):
-        return _back(form, _detail_url(notification_id), notice="cancelled")
+        return back(form, _detail_url(notification_id), notice="cancelled")
     if await store.get(tenant_of(request), notification_id) is None:
         raise HTTPException(404, f"No notification {notification_id!r}.")
-    return _back(form, _detail_url(notification_id), notice="not-cancelled")
+    return back(form, _detail_url(notification_id), notice="not-cancelled")
 
 
 # -- dead letters ------------------------------------------------------------
@@ -208,11 +208,11 @@ def _dlq_filter(fields: QueryParams | dict[str, str]) -> DlqFilter:
 async def dead_letters(request: Request) -> Any:
     engine = _engine(request)
     q = request.query_params
-    found = await engine.store.dlq(tenant_of(request), _dlq_filter(q), _page_number(q), PAGE_SIZE)
+    found = await engine.store.dlq(tenant_of(request), _dlq_filter(q), page_number(q), PAGE_SIZE)
     return render(
         request, "dlq.html", section="dlq", refresh=False,
         notifications=[present.notification(n, engine.max_attempts) for n in found.items],
-        pager=_pager(request, found),
+        pager=pager(request, found),
         chosen={"type": q.get("type", ""), "error": q.get("error", "")},
         channels=[c.value for c in Channel],
     )  # fmt: skip
@@ -220,27 +220,27 @@ async def dead_letters(request: Request) -> Any:
 
 @router.post("/dlq/replay", dependencies=[requires(Scope.MANAGE)])
 async def replay_matching(request: Request) -> RedirectResponse:
-    form = await _form(request)
+    form = await posted_form(request)
     where = _dlq_filter(form)
     done = await _engine(request).store.replay(tenant_of(request), None, where, actor_of(request))
-    return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
+    return back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
 
 
 @router.post("/dlq/{notification_id}/replay", dependencies=[requires(Scope.MANAGE)])
 async def replay_one(notification_id: str, request: Request) -> RedirectResponse:
-    form = await _form(request)
+    form = await posted_form(request)
     done = await _engine(request).store.replay(
         tenant_of(request), [notification_id], None, actor_of(request)
     )
-    return _back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
+    return back(form, f"{PREFIX}/dlq", notice="replayed", count=len(done))
 
 
 @router.post("/dlq/{notification_id}/delete", dependencies=[requires(Scope.MANAGE)])
 async def delete_dead(notification_id: str, request: Request) -> RedirectResponse:
-    form = await _form(request)
+    form = await posted_form(request)
     if not await _engine(request).store.delete_dead(tenant_of(request), notification_id):
         raise HTTPException(404, f"No dead letter {notification_id!r}.")
-    return _back(form, f"{PREFIX}/dlq", notice="deleted")
+    return back(form, f"{PREFIX}/dlq", notice="deleted")
 
 
 # -- the capture mailbox -----------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import traceback
 from collections.abc import Callable
 
 import structlog
@@ -32,7 +33,9 @@ from ..errors import (
 from ..metrics import PROCESSING
 from ..models import Claim, Dead, Deferred, Outcome, Retry, Sent, Suppressed
 from ..providers.base import Message, Receipt
+from ..providers.ssrf import mask_credentials
 from ..retry import Ladder
+from ..unsubscribe import Links
 from .chain import Chain
 
 #: When a notification whose attempt could not go out in time may be claimed again.
@@ -48,8 +51,12 @@ class Attempts:
         settings: Settings,
         ladder: Ladder,
         clock: Callable[[], float] = time.time,
+        links: Links | None = None,
     ) -> None:
+        """``links``: unsubscribe links for emails in unsubscribable categories (None: no
+        List-Unsubscribe headers)."""
         self.chains = chains
+        self.links = links
         self.settings = settings
         self.ladder = ladder
         self._clock = clock
@@ -83,8 +90,12 @@ class Attempts:
         except TransientError as exc:
             outcome = self._retry_or_bury(claim, exc.provider, str(exc), exc.retry_after)
         except Exception as exc:  # a provider bug must not lose the notification
-            log.exception("provider_crashed", notification_id=claim.id)
-            outcome = self._retry_or_bury(claim, None, f"{type(exc).__name__}: {exc}", None)
+            # Its text may quote the recipient, credentials and all: masked in the log
+            # (traceback included) and in the error kept on the row.
+            error = mask_credentials(f"{type(exc).__name__}: {exc}")
+            trace = mask_credentials("".join(traceback.format_exception(exc)))
+            log.error("provider_crashed", notification_id=claim.id, error=error, traceback=trace)
+            outcome = self._retry_or_bury(claim, None, error, None)
         else:
             elapsed = (time.perf_counter() - started) * 1000
             outcome = Sent(
@@ -122,10 +133,13 @@ class Attempts:
         """
         if lease.expired:
             raise Cut
+        links = self.links
         message = Message(
             id=claim.id, tenant_id=claim.tenant_id, channel=claim.channel,
             recipient=claim.recipient, body=claim.body, subject=claim.subject,
             html=claim.html, metadata=claim.metadata, attempt=claim.attempts,
+            # Only claims in an unsubscribable category pay for signing a link.
+            headers=links.headers_for(claim) if claim.unsubscribable and links else (),
         )  # fmt: skip
         chain = self.chains[claim.channel.value]
         sending = lease.sending

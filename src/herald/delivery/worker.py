@@ -48,6 +48,7 @@ from ..models import Claim, Outcome, Priority, Sent
 from ..retry import Ladder
 from ..store.base import Store
 from ..supervise import Liveness, Supervisor
+from ..unsubscribe import Links
 from .attempt import Attempts, Lease
 from .chain import Chain
 
@@ -67,8 +68,10 @@ class Worker:
         *,
         clock: Callable[[], float] = time.time,
         loops: Supervisor | None = None,
+        links: Links | None = None,
     ) -> None:
-        """``clock`` is the wall clock leases are measured by (a fake one in tests)."""
+        """``clock`` is the wall clock leases are measured by (a fake one in tests);
+        ``links`` sign the List-Unsubscribe headers (``unsubscribe.Links.load``)."""
         self.store = store
         self.chains = chains
         self.settings = settings
@@ -77,7 +80,7 @@ class Worker:
         # At least one slot takes any priority, or LOW would never be sent.
         self.reserved = min(settings.reserved_slots or 0, self.concurrency - 1)
         self.loops = loops or Supervisor(clock=clock)
-        self.attempts = Attempts(chains, settings, self.ladder, clock)
+        self.attempts = Attempts(chains, settings, self.ladder, clock, links)
         self._clock = clock
         # By claim (id and token: one token covers a claimed batch), so a row claimed
         # again after its own lease expired is two claims, not one.

@@ -38,6 +38,8 @@ class Message:
 
     ``id`` is the notification id: providers that accept an idempotency key
     pass it, so a redelivery after a crash is recognised downstream.
+    ``headers``: extra email headers, name and value (``List-Unsubscribe``),
+    which providers of other channels ignore.
     """
 
     id: str
@@ -49,6 +51,7 @@ class Message:
     html: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,21 @@ shorter (mostly non-Latin scripts). A subject that is not short, printable
 ASCII is RFC 2047-encoded. Only a non-ASCII *address* (an internationalised
 mailbox) cannot be made 7-bit: such a message is marked ``utf8`` and the
 transaction must ask for SMTPUTF8.
+
+Extra headers (``List-Unsubscribe``) are written by ``_extra``: a name the
+composer writes itself is refused, a value holding CR, LF or NUL is refused
+(no header injection), ASCII is folded at spaces to 78 columns where it can
+be, and other text is RFC 2047-encoded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
@@ -39,6 +46,15 @@ MAX_LINE = 998
 FOLD_AT = 78
 _SUBJECT = b"Subject: "
 _MIME_VERSION = b"MIME-Version: 1.0\r\n"
+#: RFC 5322 3.6.8: a field name is printable ASCII without the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+#: Headers the composer writes itself: an extra one of these names is refused.
+_OWN = frozenset(
+    {
+        "from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version",
+        "content-type", "content-transfer-encoding", "x-herald-notification-id",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +79,11 @@ class Composer:
         self._date = b""
 
     def compose(
-        self, notification_id: str, recipient: str, subject: str | None, body: str, html: str | None
-    ) -> Composed:
-        """Build the message; a ``ValueError`` means the text cannot be encoded.
+        self, notification_id: str, recipient: str, subject: str | None, body: str,
+        html: str | None, headers: Sequence[tuple[str, str]] = (),
+    ) -> Composed:  # fmt: skip
+        """Build the message; a ``ValueError`` means the text cannot be encoded, or an
+        extra header (``headers``) is not one that can be written safely.
 
         The caller has refused line breaks in the recipient and subject: a
         header written here is taken as it is.
@@ -79,6 +97,7 @@ class Composer:
             self._date_header(),
             b"Message-ID: " + message_id.encode("utf-8") + CRLF,
             b"X-Herald-Notification-Id: " + notification_id.encode("ascii") + CRLF,
+            *(_extra(name, value) for name, value in headers),
             _MIME_VERSION,
         ]
         if html is None:
@@ -150,6 +169,31 @@ def _subject(subject: str) -> bytes:
         return _SUBJECT + subject.encode("ascii") + CRLF
     encoded = Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
     return _SUBJECT + encoded.encode("ascii") + CRLF
+
+
+def _extra(name: str, value: str) -> bytes:
+    """One extra header, folded; ``ValueError`` for a name or value that is not safe to write."""
+    if _FIELD_NAME.fullmatch(name) is None or name.lower() in _OWN:
+        raise ValueError(f"header name {name[:40]!r} cannot be added")
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError(f"header {name} contains a line break or NUL (header injection refused)")
+    head = name.encode("ascii") + b": "
+    if not (value.isascii() and value.isprintable()):
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+        return head + encoded.encode("ascii") + CRLF
+    # Fold before a space (RFC 5322 3.2.2): unfolding removes only the CRLF, so the
+    # value reads back as written. A word longer than a line stays whole.
+    words = value.split(" ")
+    lines = [head + words[0].encode("ascii")]
+    for word in words[1:]:
+        piece = b" " + word.encode("ascii")
+        if word and len(lines[-1]) + len(piece) > FOLD_AT and lines[-1].strip(b" ") != head.strip():
+            lines.append(piece)
+        else:
+            lines[-1] += piece
+    if max(map(len, lines)) > MAX_LINE:
+        raise ValueError(f"header {name} has a word too long for a line")
+    return CRLF.join(lines) + CRLF
 
 
 def _part(subtype: str, text: str) -> list[bytes]:

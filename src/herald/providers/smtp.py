@@ -104,8 +104,9 @@ class SMTPProvider(Provider):
             # claims keeps a pool's worth of messages in memory, not a thousand.
             try:
                 composed = self._composer.compose(
-                    message.id, recipient, message.subject, message.body, message.html
-                )
+                    message.id, recipient, message.subject, message.body, message.html,
+                    message.headers,
+                )  # fmt: skip
             except ValueError as exc:
                 raise PermanentError(f"cannot build the email: {exc}", provider=self.name) from exc
             while self._idle:

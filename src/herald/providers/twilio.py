@@ -3,7 +3,8 @@
 One call per message: ``POST /2010-04-01/Accounts/{sid}/Messages.json``,
 form-encoded, HTTP basic auth with the account SID and auth token. The reply's
 ``sid`` (``SM…``) is the receipt; Twilio reports delivery later, to
-``HERALD_TWILIO_STATUS_CALLBACK`` when it is set.
+``HERALD_TWILIO_STATUS_CALLBACK`` when it is set, else (when ``HERALD_PUBLIC_URL``
+is) to Herald's own receipt endpoint, ``<public url>/api/receipts/twilio``.
 
 Errors, for the retry ladder:
 
@@ -39,6 +40,8 @@ log = structlog.get_logger("herald.providers.twilio")
 _OPERATOR_CODES = frozenset({21212, 21408, 21606, 21660})
 #: 400 replies that mean "later": 14107 is the account's send rate.
 _LATER_CODES = frozenset({14107})
+#: Where Herald takes Twilio's status callbacks (``api/receipts.py``), below its public URL.
+RECEIPTS_PATH = "/api/receipts/twilio"
 
 
 @register("twilio")
@@ -65,7 +68,9 @@ class TwilioProvider(Provider):
         self._auth = httpx.BasicAuth(sid, token)
         # A Messaging Service SID picks a sender from the service's pool.
         self._sender = ("MessagingServiceSid" if sender.startswith("MG") else "From", sender)
-        self._callback = settings.twilio_status_callback
+        self._callback = settings.twilio_status_callback or (
+            settings.public_url + RECEIPTS_PATH if settings.public_url else None
+        )
         self._client = httpapi.new_client()
 
     async def send(self, message: Message) -> Receipt:

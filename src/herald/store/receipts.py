@@ -12,7 +12,7 @@ Usage::
 
     applied = await store.apply_receipts(events, seen=[("mailgun:token", until)])
     await store.suppress([Suppression("acme", "a@example.com", "", "manual")])
-    if (await store.suppressions("acme", "a@example.com", 1, 10))[1]: ...
+    entries, total = await store.suppressions("acme", recipient="a@example.com")
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from ..models import (
+    ACCEPTED,
     ALL_QUEUES,
     Channel,
     Dead,
@@ -75,7 +76,7 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
         by_status[status] += count
         by_channel[channel] += count
         by_priority[Priority(priority).name] += count
-        if status == Status.SENT and count_ms:
+        if status in ACCEPTED and count_ms:  # a receipt since does not unsay the send's time
             ms_sum += sum_ms or 0.0
             ms_count += count_ms
     depth = {name: 0 for name in ALL_QUEUES}
