@@ -81,6 +81,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     *_per_store("backlog", 240),
     *_per_store("slow", 150),
     *_per_store("smtp", 150),
+    *_per_store("receipts", 300),
     *(
         Benchmark(f"peer-{peer}", "peers", timeout=300, args=("--peer", peer, "--window", "40"))
         for peer in ("celery", "huey", "pgqueuer")
@@ -309,6 +310,13 @@ def _targets() -> list[Target]:
                 1000,
                 True,
                 "msg/s",
+            ),
+            Target(
+                f"receipts in batches of 1,000, {store}",
+                metric(f"receipts-{store}", "events_per_s"),
+                10_000,
+                True,
+                "events/s",
             ),
         ]
     to_mib: Metric = largest("peak_rss_kib")
