@@ -154,7 +154,12 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--type", "channel", type=click.Choice([c.value for c in Channel]), default="EMAIL")
+@click.option(
+    "--type",
+    "channel",
+    type=click.Choice([c.value for c in Channel], case_sensitive=False),
+    default="EMAIL",
+)
 @click.option("--to", "recipient", required=True, help="Address, number, token or URL.")
 @click.option("--subject", default=None)
 @click.option("--message", required=True)
@@ -199,7 +204,7 @@ def send(
             [stored] = await engine.store.create([to_new(body, tenant)])
         finally:
             await engine.store.close()
-        data = present.notification(stored, engine.max_attempts)
+        data = present.notification(stored, engine.policy)
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
     _run_async(run())

@@ -12,6 +12,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -19,9 +20,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 from .models import Channel
-from .retry import Ladder
+from .retry import CUSTOM, POLICIES, POLICY_NAMES, Ladder, Policy
 
 CsvList = Annotated[list[str], NoDecode]
+PolicyName = Literal["seed000", "seed002", "seed003", "seed004", "custom"]
 #: A bare ASCII mailbox, safe inside ``<mailto:...>`` in a header: no spaces, brackets,
 #: commas, ``?`` or ``%`` that would need quoting.
 _MAILBOX = re.compile(
@@ -143,6 +145,18 @@ class Settings(BaseSettings):
         1_800_000, ge=0, validation_alias=_env("RETRY_2_DELAY_MS", "RETRY_2_DELAY")
     )
     retry_jitter: float = Field(0.1, ge=0, le=1, validation_alias=_env("RETRY_JITTER"))
+    # Which ladder (README "Retry ladder"): a seed's, by name, or ``custom``, the one the
+    # four settings above describe (their defaults are seed 000's). Each channel may
+    # have its own; every ladder's delays are multiplied by HERALD_RETRY_SCALE.
+    retry_policy: PolicyName = Field("custom", validation_alias=_env("RETRY_POLICY"))
+    email_retry_policy: PolicyName | None = Field(None, validation_alias=_env("EMAIL_RETRY_POLICY"))
+    sms_retry_policy: PolicyName | None = Field(None, validation_alias=_env("SMS_RETRY_POLICY"))
+    push_retry_policy: PolicyName | None = Field(None, validation_alias=_env("PUSH_RETRY_POLICY"))
+    webhook_retry_policy: PolicyName | None = Field(
+        None, validation_alias=_env("WEBHOOK_RETRY_POLICY")
+    )
+    chat_retry_policy: PolicyName | None = Field(None, validation_alias=_env("CHAT_RETRY_POLICY"))
+    retry_scale: float = Field(1.0, gt=0, le=1000, validation_alias=_env("RETRY_SCALE"))
 
     worker_concurrency: int = Field(
         1024, ge=1, le=10_000, validation_alias=_env("WORKER_CONCURRENCY", "MAIL_QUEUE_CONCURRENCY")
@@ -159,6 +173,13 @@ class Settings(BaseSettings):
     cleanup_days: int = Field(
         30, ge=1, validation_alias=_env("CLEANUP_DAYS", "NOTIFICATION_CLEANUP_DAYS")
     )
+    # Retention beyond the days (seed 002's removeOnFail / removeOnComplete): FAILED rows
+    # (the DLQ) go after this many days, unset keeps them until replayed or deleted; and
+    # each tenant keeps at most this many sent ones, unset keeps every one.
+    failed_retention_days: int | None = Field(
+        None, ge=1, validation_alias=_env("FAILED_RETENTION_DAYS")
+    )
+    keep_sent: int | None = Field(None, ge=0, validation_alias=_env("KEEP_SENT"))
     breaker_threshold: int = Field(10, ge=1, validation_alias=_env("BREAKER_THRESHOLD"))
     breaker_reset_seconds: float = Field(30.0, gt=0, validation_alias=_env("BREAKER_RESET_SECONDS"))
     rate_limits: CsvList = Field(default_factory=list, validation_alias=_env("RATE_LIMITS"))
@@ -409,6 +430,7 @@ class Settings(BaseSettings):
         if self.smtp_port is None:
             self.smtp_port = {"tls": 465, "none": 25}.get(self.smtp_tls, 587)
         self._check_attempt_fits()
+        self._check_retry_policy()
         return self
 
     def _check_attempt_fits(self) -> None:
@@ -452,16 +474,53 @@ class Settings(BaseSettings):
             names.add(f"[{bound}]" if ":" in bound else bound)
         return frozenset(names)
 
-    def ladder(self) -> Ladder:
-        if self.max_attempts is not None:
+    def ladder(self, channel: Channel | None = None) -> Ladder:
+        """The ladder ``channel`` climbs (None: the default), scaled, with the jitter set."""
+        name = self._policy_name(channel)
+        if name != CUSTOM:
+            base = POLICIES[name]
+        elif self.max_attempts is not None:
             backoff = (0.0, *(float(2**i) for i in range(self.max_attempts - 1)))
+            base = Ladder(backoff, (self.retry_1_delay_ms / 1000, self.retry_2_delay_ms / 1000))
         else:
             backoff = tuple(float(v) for v in self.retry_backoff)
-        return Ladder(
-            backoff=backoff,
-            stages=(self.retry_1_delay_ms / 1000, self.retry_2_delay_ms / 1000),
-            jitter=self.retry_jitter,
-        )
+            base = Ladder(backoff, (self.retry_1_delay_ms / 1000, self.retry_2_delay_ms / 1000))
+        return replace(base.scaled(self.retry_scale), jitter=self.retry_jitter)
+
+    def policy(self) -> Policy:
+        """Every channel's ladder: the default, and those HERALD_<CHANNEL>_RETRY_POLICY name."""
+        own = {c: self.ladder(c) for c in Channel if self._policy_name(c, own=True)}
+        return Policy(self.ladder(), own)
+
+    def _policy_name(self, channel: Channel | None, own: bool = False) -> str:
+        """The policy ``channel`` names (or "" if ``own`` and it names none), else the default."""
+        name: str | None = None
+        if channel is not None:
+            name = getattr(self, f"{channel.value.lower()}_retry_policy")
+        if own:
+            return name or ""
+        return name or self.retry_policy
+
+    def _check_retry_policy(self) -> None:
+        """Refuse custom-ladder settings that no ladder in use would read: they would be
+        ignored in silence, and the operator believe them applied."""
+        in_use = {self._policy_name(None), *(self._policy_name(c) for c in Channel)}
+        if CUSTOM in in_use:
+            return
+        custom = {
+            "retry_backoff": "HERALD_RETRY_BACKOFF",
+            "max_attempts": "HERALD_MAX_ATTEMPTS (NOTIFICATION_MAX_ATTEMPTS)",
+            "retry_1_delay_ms": "HERALD_RETRY_1_DELAY_MS (RETRY_1_DELAY)",
+            "retry_2_delay_ms": "HERALD_RETRY_2_DELAY_MS (RETRY_2_DELAY)",
+        }
+        given = [env for name, env in custom.items() if name in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} describe the custom retry ladder, but "
+                f"HERALD_RETRY_POLICY={self.retry_policy} and no channel's policy is custom: "
+                f"unset them, or choose HERALD_RETRY_POLICY=custom (policies: "
+                f"{', '.join(POLICY_NAMES)})"
+            )
 
     def providers_for(self, channel: Channel) -> list[str]:
         """The channel's provider chain, in failover order."""

@@ -38,8 +38,10 @@ class Engine:
         self.settings = settings
         self.deliver = deliver
         self.store = store or open_store(settings)
-        self.ladder = settings.ladder()
-        self.max_attempts = self.ladder.max_attempts
+        # Each channel's retry ladder; ``policy.retries_for(channel, maxRetries)`` is what
+        # a notification's retries come to.
+        self.policy = settings.policy()
+        self.max_attempts = self.policy.default.max_attempts
         self.started_at = time.time()
         self.providers: ProviderSet | None = None
         self.worker: Worker | None = None
@@ -64,7 +66,7 @@ class Engine:
                 c.value: Chain([routes[p.name] for p in self.providers.chain(c)]) for c in Channel
             }
             self.worker = Worker(
-                self.store, chains, self.settings, self.ladder, loops=self.loops, links=self.links
+                self.store, chains, self.settings, self.policy, loops=self.loops, links=self.links
             )
             self._worker_task = asyncio.create_task(self.worker.run(), name="herald-worker")
             self._retention_task = self.loops.spawn(

@@ -312,6 +312,15 @@ def load_file(path: str) -> tuple[EventType, ...]:
     return tuple(found.values())
 
 
+def named(types: Mapping[str, EventType], name: str) -> EventType | None:
+    """The type ``name`` names: its own, else the one spelt with hyphens for underscores.
+
+    Seed 001 wrote ``reset_password`` and ``friend_request`` for what Herald calls
+    ``reset-password`` and ``friend-request``; a type really named with underscores wins.
+    """
+    return types.get(name) or types.get(name.replace("_", "-"))
+
+
 def merged(file_types: Iterable[EventType], stored: Iterable[EventType]) -> dict[str, EventType]:
     """Every event type by name: built-ins, replaced by the file's, replaced by stored ones."""
     result = {t.name: t for t in BUILTIN}

@@ -46,6 +46,9 @@ RECEIPT_RANK = {
 #: Statuses that never change again except by an operator (replay, delete) or a
 #: receipt (along ``ACCEPTED``).
 TERMINAL = (*ACCEPTED, Status.FAILED, Status.CANCELLED, Status.SUPPRESSED)
+#: What counts as sent for cleaning and retention: the notifications that went out, or
+#: were never to (a queue's ``completed``).
+DONE = (*ACCEPTED, Status.SUPPRESSED)
 
 
 class Priority(enum.IntEnum):
@@ -58,6 +61,8 @@ class Priority(enum.IntEnum):
 
 
 class Channel(enum.StrEnum):
+    """A channel, spelt in capitals; any case is read (seed 001 wrote ``email``)."""
+
     EMAIL = "EMAIL"
     SMS = "SMS"
     PUSH = "PUSH"
@@ -69,12 +74,31 @@ class Channel(enum.StrEnum):
         """The channel's own lane (DESIGN 9)."""
         return self.value.lower()
 
+    @classmethod
+    def _missing_(cls, value: object) -> Channel | None:
+        """``email`` is ``EMAIL``: pydantic and msgspec both ask here, so both doors agree."""
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        return None
 
-#: Queue names a user may type, mapped to the lane they mean.
-QUEUE_ALIASES = {"mail": "email"}
+
+#: Queue names a user may type, mapped to the lane they mean: seed 000's ``mail``,
+#: seed 001's ``retry1`` and ``retry2``, seed 004's ``notifications_dlq``.
+QUEUE_ALIASES = {"mail": "email", "retry1": "retry-1", "retry2": "retry-2",
+                 "notifications_dlq": "dlq"}  # fmt: skip
+CHANNEL_QUEUES = tuple(c.queue for c in Channel)
 LADDER_QUEUES = ("retry-1", "retry-2")
 DLQ = "dlq"
-ALL_QUEUES = (*(c.queue for c in Channel), *LADDER_QUEUES, DLQ)
+ALL_QUEUES = (*CHANNEL_QUEUES, *LADDER_QUEUES, DLQ)
+#: Seed 004's RabbitMQ queues that are several of Herald's lanes: ``notifications``
+#: held all its channels' work, ``retry`` all the work waiting to be tried again.
+QUEUE_GROUPS = {"notifications": CHANNEL_QUEUES, "retry": LADDER_QUEUES}
+#: Seed 004's queues that no lane of Herald's is, and why (a 422 says it).
+NOT_LANES = {
+    "high_priority": "Herald has no high-priority queue: priority is served inside each "
+    "lane (HIGH and CRITICAL are claimed first, with capacity of their own), so pause "
+    "the channel lanes (or `notifications`) instead",
+}
 
 DEFAULT_TENANT = "default"
 
@@ -96,6 +120,16 @@ def canonical_queue(name: str) -> str | None:
     """Return the lane a queue name refers to, or None for an unknown name."""
     name = QUEUE_ALIASES.get(name.lower(), name.lower())
     return name if name in ALL_QUEUES else None
+
+
+def lanes_of(name: str) -> tuple[str, ...]:
+    """Every lane a queue name means: one for a lane or its alias, several for seed 004's
+    ``notifications`` and ``retry``; none for an unknown name or one of ``NOT_LANES``."""
+    group = QUEUE_GROUPS.get(name.lower())
+    if group is not None:
+        return group
+    lane = canonical_queue(name)
+    return () if lane is None else (lane,)
 
 
 _id_lock = threading.Lock()
@@ -170,6 +204,8 @@ class NewNotification:
     category: str | None = None
     #: Deliver even to a suppressed recipient (a password reset must go).
     ignore_suppression: bool = False
+    #: Fewer retries than its channel's ladder gives (``maxRetries``); None: the ladder's.
+    max_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +239,7 @@ class Notification:
     callback_url: str | None = None
     category: str | None = None
     ignore_suppression: bool = False
+    max_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +287,8 @@ class Claim:
     suppressed: str | None = None
     #: Its category is one the tenant lets recipients unsubscribe from.
     unsubscribable: bool = False
+    #: The retries it asked for (``maxRetries``): the ladder stops after them.
+    max_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

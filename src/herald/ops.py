@@ -22,7 +22,7 @@ from . import retention
 from .api.present import iso
 from .config import Settings
 from .logs import configure
-from .models import DEFAULT_TENANT, Channel, canonical_queue
+from .models import DEFAULT_TENANT, NOT_LANES, Channel, lanes_of
 from .providers.ssrf import mask_credentials
 from .store import Store, open_store
 from .store.base import DlqFilter
@@ -77,11 +77,19 @@ def queues(ctx: click.Context, tenant: str) -> None:
 
 
 def _pause(ctx: click.Context, name: str, paused: bool) -> None:
-    queue = canonical_queue(name)
-    if queue is None:
+    if name.lower() in NOT_LANES:
+        raise click.BadParameter(NOT_LANES[name.lower()], param_hint="NAME")
+    lanes = lanes_of(name)
+    if not lanes:
         raise click.BadParameter(f"unknown queue {name!r}", param_hint="NAME")
-    run(settings_from(ctx), lambda s: s.set_paused(queue, paused))
-    console.print(f"queue [bold]{queue}[/] {'paused' if paused else 'resumed'}")
+
+    async def change(store: Store) -> None:
+        for lane in lanes:
+            await store.set_paused(lane, paused)
+
+    run(settings_from(ctx), change)
+    for lane in lanes:
+        console.print(f"queue [bold]{lane}[/] {'paused' if paused else 'resumed'}")
 
 
 @queues.command()
@@ -108,7 +116,9 @@ def _dlq_filter(channel: str | None, error: str | None, since: datetime | None) 
     )
 
 
-_channel = click.option("--type", "channel", type=click.Choice([c.value for c in Channel]))
+_channel = click.option(
+    "--type", "channel", type=click.Choice([c.value for c in Channel], case_sensitive=False)
+)
 _error = click.option("--error", help="Only those whose last error contains this text.")
 _since = click.option("--since", type=click.DateTime(), help="Only those that failed since.")
 

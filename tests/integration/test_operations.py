@@ -40,7 +40,7 @@ async def test_queue_health_pause_and_resume(herald: Any) -> None:
     async with herald() as h:
         paused = await h.client.post("/api/queue/mail/pause")
         assert paused.status_code == 200
-        assert paused.json()["data"] == {"queue": "email", "paused": True}
+        assert paused.json()["data"] == {"queue": "email", "paused": True, "lanes": ["email"]}
         created = (await h.client.post("/api/notifications", json=EMAIL)).json()["data"]
         await asyncio.sleep(0.4)
         health = (await h.client.get("/api/queue-health")).json()["data"]

@@ -45,7 +45,7 @@ COMPARED = (
     "idempotent-replayed",
 )
 #: Fields of a stored notification that differ between two creations of it.
-PER_ROW = frozenset({"_id", "id", "scheduledAt", "createdAt", "updatedAt"})
+PER_ROW = frozenset({"_id", "id", "jobId", "scheduledAt", "createdAt", "updatedAt"})
 EMAIL = {"type": "EMAIL", "recipient": "doors@example.com", "subject": "Hi", "message": "Hello"}
 JSON = {"Content-Type": "application/json"}
 
@@ -160,6 +160,7 @@ def cases(secrets: dict[str, str]) -> list[Case]:
         Case("missing field", {**admin, **JSON}, orjson.dumps({"type": "EMAIL", "message": "m"})),
         Case("bad email", {**admin, **JSON}, orjson.dumps({**EMAIL, "recipient": "nobody"})),
         Case("bad enum", {**admin, **JSON}, orjson.dumps({**EMAIL, "priority": "URGENT"})),
+        Case("lowercase type", {**admin, **JSON}, orjson.dumps({**EMAIL, "type": "email"})),
         Case("not JSON", {**admin, **JSON}, b'{"type": '),
         Case("empty body", {**admin, **JSON}, b""),
         Case("JSON array", {**admin, **JSON}, b"[1, 2]"),
@@ -180,6 +181,11 @@ def cases(secrets: dict[str, str]) -> list[Case]:
         Case("ignoreSuppression, no manage", {**sender, **JSON}, ignoring),
         Case("ignoring false, no manage", {**sender, **JSON}, not_ignoring),
         Case("ignoreSuppression not a bool", {**admin, **JSON}, not_a_bool),
+        # The default policy (seed 000's ladder) gives 5 retries.
+        Case("maxRetries", {**admin, **JSON}, orjson.dumps({**EMAIL, "maxRetries": 2})),
+        Case("maxRetries beyond", {**admin, **JSON}, orjson.dumps({**EMAIL, "maxRetries": 6})),
+        Case("maxRetries < 0", {**admin, **JSON}, orjson.dumps({**EMAIL, "maxRetries": -1})),
+        Case("maxRetries text", {**admin, **JSON}, orjson.dumps({**EMAIL, "maxRetries": "x"})),
     ]
     for kind in (
         "application/json",

@@ -16,7 +16,11 @@ import pytest
 from herald.api import present
 from herald.api.ingest import _shown
 from herald.models import DEFAULT_TENANT, Channel, NewNotification, Notification, Priority, Status
+from herald.retry import Ladder, Policy
 from herald.store import records
+
+#: A channel with a ladder of its own, so that each row's retries are its channel's.
+POLICY = Policy(Ladder(), {Channel.WEBHOOK: Ladder(backoff=(0.0, 2.0), stages=())})
 
 NOW = 1_764_770_400.1239996  # a fraction that rounds up into the next millisecond
 
@@ -48,7 +52,7 @@ FRESH = {
 @pytest.mark.parametrize("case", sorted(FRESH))
 def test_fresh_rows(case: str) -> None:
     row = records.fresh(FRESH[case], NOW)
-    assert orjson.dumps(_shown(row, 4)) == orjson.dumps(present.notification(row, 4))
+    assert orjson.dumps(_shown(row, POLICY)) == orjson.dumps(present.notification(row, POLICY))
 
 
 def delivered(**changes: object) -> Notification:
@@ -79,5 +83,5 @@ LATER = {
 
 @pytest.mark.parametrize("case", sorted(LATER))
 def test_later_rows(case: str) -> None:
-    shown = orjson.dumps(_shown(LATER[case], 5))
-    assert shown == orjson.dumps(present.notification(LATER[case], 5))
+    shown = orjson.dumps(_shown(LATER[case], POLICY))
+    assert shown == orjson.dumps(present.notification(LATER[case], POLICY))

@@ -42,6 +42,7 @@ class BulkItem(BaseModel):
     index: int
     status: str  # "accepted" or "rejected"
     id: str | None = None
+    jobId: str | None = None  # the id again, as seed 002 named it
     notificationStatus: str | None = None
     errors: list[FieldError] = Field(default_factory=list)
 
@@ -118,7 +119,7 @@ async def create_bulk(
     engine.admission.check([item.priority for item in items])
     created = await engine.store.create_many(items)
     # orjson writes a Status as its value, without the enum's ``value`` property
-    results = [{"index": index, "status": "accepted", "id": note_id,
+    results = [{"index": index, "status": "accepted", "id": note_id, "jobId": note_id,
                 "notificationStatus": status, "errors": []}
                for index, (note_id, status) in enumerate(created)]  # fmt: skip
     data = {"accepted": len(results), "rejected": 0, "atomic": atomic, "results": results}
@@ -138,6 +139,11 @@ async def _modelled(request: Request, raw: bytes, tenant: str, atomic: bool) -> 
             status, body = validation_body(whole or exc.errors())
             return JSONBody(body, status_code=status)
         valid = _valid_items(raw, rejected)
+    engine = request.app.state.engine
+    for index, item in list(valid.items()):  # maxRetries: within the channel's policy
+        if (refused := item.retries_error(engine.policy)) is not None:
+            rejected[index] = [refused]
+            del valid[index]
     if rejected and (atomic or not valid):
         results = _results({}, rejected, atomic)
         message = "Nothing was stored: " + (
@@ -149,7 +155,6 @@ async def _modelled(request: Request, raw: bytes, tenant: str, atomic: bool) -> 
                         status_code=422)  # fmt: skip
     if any(b.ignoreSuppression for b in valid.values()):
         require_for(request, Scope.MANAGE, "ignoreSuppression")
-    engine = request.app.state.engine
     engine.admission.check([Priority[b.priority] for b in valid.values()])
     created = await engine.store.create_many([to_new(b, tenant) for b in valid.values()])
     accepted = dict(zip(valid, created, strict=True))
@@ -178,9 +183,10 @@ def _results(
         if index in accepted:
             note_id, status = accepted[index]
             results.append({"index": index, "status": "accepted", "id": note_id,
-                            "notificationStatus": status.value, "errors": []})  # fmt: skip
+                            "jobId": note_id, "notificationStatus": status.value,
+                            "errors": []})  # fmt: skip
         else:
-            results.append({"index": index, "status": "rejected", "id": None,
+            results.append({"index": index, "status": "rejected", "id": None, "jobId": None,
                             "notificationStatus": None, "errors": rejected[index]})  # fmt: skip
     return {"accepted": len(accepted), "rejected": len(rejected), "atomic": atomic,
             "results": results}  # fmt: skip

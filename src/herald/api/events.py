@@ -52,7 +52,7 @@ async def submit(
 ) -> tuple[EventRecord, list[Notification]]:
     """Fan the event out and store it; raises the typed errors ``REFUSED`` lists."""
     engine = request.app.state.engine
-    event_type = (await event_types(request)).get(type_name)
+    event_type = kinds.named(await event_types(request), type_name)
     if event_type is None:
         raise UnknownEventType(f"unknown event type {type_name!r}", [("type", "is not defined")])
     wanted = data.get("locale") if locale is None else locale
@@ -110,6 +110,9 @@ async def list_events(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JSONBody:
+    if type is not None:  # seed 001's ``reset_password`` is ``reset-password``
+        known = kinds.named(await event_types(request), type)
+        type = known.name if known is not None else type
     found = await request.app.state.engine.store.find_events(
         tenant_of(request), EventFilter(type=type), page, limit
     )

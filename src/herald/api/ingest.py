@@ -27,6 +27,7 @@ from ..access import Scope
 from ..errors import Overloaded, StoreUnavailable, Unstorable
 from ..models import NewNotification, Notification, Priority, Status
 from ..providers.ssrf import mask_credentials
+from ..retry import Policy
 from . import intake
 from .errors import INTERNAL, UNAVAILABLE, UNSTORABLE, log, overloaded_body
 from .errors import too_large_body as _too_large
@@ -54,6 +55,7 @@ def to_new(
         callback_url=body.callbackUrl,
         category=body.category,
         ignore_suppression=body.ignoreSuppression,
+        max_retries=body.maxRetries,
     )
 
 
@@ -73,11 +75,11 @@ async def accept_new(engine: Any, new: NewNotification) -> dict[str, Any]:
         if stored.status is Status.SCHEDULED
         else "Notification created and queued successfully"
     )
-    return {"success": True, "data": _shown(stored, engine.max_attempts), "message": message}
+    return {"success": True, "data": _shown(stored, engine.policy), "message": message}
 
 
-def _shown(n: Notification, max_attempts: int) -> dict[str, Any]:
-    """``present.notification(n, max_attempts)``, the same dict, in 50-65 % of the time.
+def _shown(n: Notification, policy: Policy) -> dict[str, Any]:
+    """``present.notification(n, policy)``, the same dict, in 50-65 % of the time.
 
     A row just created has no attempt, outcome, schedule or html for the most
     part: the fields that are None skip the calls that would give None again,
@@ -91,6 +93,7 @@ def _shown(n: Notification, max_attempts: int) -> dict[str, Any]:
     return {
         "_id": n.id,
         "id": n.id,
+        "jobId": n.id,
         "type": n.channel.value,
         "recipient": mask_credentials(n.recipient),
         "subject": n.subject,
@@ -101,7 +104,7 @@ def _shown(n: Notification, max_attempts: int) -> dict[str, Any]:
         "queue": n.queue,
         "attempts": n.attempts,
         "retryCount": max(0, n.attempts - 1),
-        "maxRetries": max_attempts - 1,
+        "maxRetries": policy.retries_for(n.channel, n.max_retries),
         "metadata": masked(n.metadata) if n.metadata else n.metadata,
         "scheduledAt": None if n.scheduled_at is None else iso(n.scheduled_at),
         "sentAt": None if n.sent_at is None else iso(n.sent_at),

@@ -11,7 +11,8 @@ notification runs the model's checks with the model's own functions
 
 This reading only ever says yes, with the values the model would give, or
 ``Unplain``: a refusal, or something it leaves to the model (``scheduledAt``,
-metadata nested deeper than ``_DEPTH``, an unknown top-level field). Then the
+metadata nested deeper than ``_DEPTH``, an unknown top-level field, ``maxRetries``,
+whose bound is the channel's retry policy). Then the
 caller validates the body with ``NotificationIn``, which accepts it or words
 the refusal exactly as before. ``tests/unit/test_intake.py`` holds both
 readings to the same answers.
@@ -60,6 +61,7 @@ class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     delaySeconds: Annotated[int, msgspec.Meta(ge=0, le=31_536_000)] | None = None
     category: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     ignoreSuppression: bool = False
+    maxRetries: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,7 +96,7 @@ def checked(
 ) -> NewNotification:
     """``body`` through ``NotificationIn``'s field validators, in their order, as a new
     notification; ``Unplain`` where one of them would refuse it or the model must decide."""
-    if body.scheduledAt is not None:
+    if body.scheduledAt is not None or body.maxRetries is not None:
         raise Unplain
     channel = body.type
     recipient = body.recipient

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from starlette.exceptions import HTTPException
 
 from ..access import Scope
-from ..models import Channel, Priority, Status
+from ..models import Channel, Page, Priority, Stats, Status
 from ..store.base import ListFilter
 from . import present
 from .authz import actor_of, record, require_for, requires, tenant_of
+from .errors import error_response
 from .ingest import accept
 from .json import JSONBody
 from .paging import PageLimit, PageNumber, notification_page
@@ -23,7 +25,7 @@ from .schemas import (
     NotificationList,
     NotificationOut,
     PriorityName,
-    StatusName,
+    StatusFilter,
     SystemStats,
 )
 
@@ -53,6 +55,8 @@ async def create_notification(
 ) -> JSONBody:
     if body.ignoreSuppression:
         require_for(request, Scope.MANAGE, "ignoreSuppression")
+    if (refused := body.retries_error(_engine(request).policy)) is not None:
+        return error_response(422, "Validation failed", [refused])
     envelope = await accept(_engine(request), body, tenant_of(request), idempotency_key)
     return JSONBody(envelope, status_code=201)
 
@@ -65,8 +69,42 @@ async def create_notification(
     summary="Counts by status, type and priority; queue depth; success rate",
 )
 async def system_stats(request: Request) -> JSONBody:
-    stats = await _engine(request).store.stats(tenant_of(request))
-    return JSONBody({"success": True, "data": present.stats(stats)})
+    store, tenant = _engine(request).store, tenant_of(request)
+    stats = await store.stats(tenant)
+    data = present.stats(stats)
+    data["queueDepth"] = {**data["queueDepth"], **await seed_depth(store, tenant, stats)}
+    return JSONBody({"success": True, "data": data})
+
+
+#: Seed 004's two work queues, by the priorities it routed to each.
+SEED_QUEUES = {
+    "notifications": (Priority.LOW, Priority.MEDIUM),
+    "high_priority": (Priority.HIGH, Priority.CRITICAL),
+}
+
+
+async def seed_depth(store: Any, tenant: str, stats: Stats) -> dict[str, int]:
+    """Seed 004's ``queueDepth``: the work waiting (due or delayed) that its queues held.
+
+    ``retry`` is every notification waiting to be tried again after a failed attempt
+    (RETRYING, in its channel's lane or in retry-1/retry-2); ``notifications`` and
+    ``high_priority`` are the others waiting (QUEUED or SCHEDULED), split by priority.
+    The store counts by status and priority, not by lane as well: a QUEUED row that a
+    rate limit deferred inside retry-1 or retry-2 is counted by its priority here.
+    """
+
+    async def count(status: Status, priority: Priority) -> int:
+        where = ListFilter(status=status, priority=priority)
+        found: Page = await store.find(tenant, where, 1, 1)
+        return found.total
+
+    waiting = (Status.QUEUED, Status.SCHEDULED)
+    depth = {}
+    for name, priorities in SEED_QUEUES.items():
+        counts = [count(s, p) for s in waiting for p in priorities]
+        depth[name] = sum(await asyncio.gather(*counts))
+    depth["retry"] = stats.by_status[Status.RETRYING.value]
+    return depth
 
 
 @router.get(
@@ -83,7 +121,7 @@ async def get_notification(notification_id: str, request: Request) -> JSONBody:
         raise HTTPException(404, f"Notification {notification_id!r} not found")
     logs = await engine.store.audit(tenant_of(request), notification_id)
     data = {
-        "notification": present.notification(found, engine.max_attempts),
+        "notification": present.notification(found, engine.policy),
         "logs": [present.log_entry(e) for e in logs],
     }
     return JSONBody({"success": True, "data": data})
@@ -100,7 +138,7 @@ async def list_notifications(
     request: Request,
     page: PageNumber = 1,
     limit: PageLimit = 20,
-    status: StatusName | None = None,
+    status: StatusFilter | None = None,
     type: Channel | None = None,
     priority: PriorityName | None = None,
 ) -> JSONBody:
@@ -132,7 +170,7 @@ async def cancel_notification(notification_id: str, request: Request) -> JSONBod
             409,
             f"Notification {notification_id!r} is {found.status.value} and {why}; not cancelled",
         )
-    data = present.notification(found, engine.max_attempts)
+    data = present.notification(found, engine.policy)
     return JSONBody({"success": True, "data": data, "message": "Notification cancelled"})
 
 

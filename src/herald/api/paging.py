@@ -22,9 +22,9 @@ PageLimit = Annotated[int, Query(ge=1, le=100)]
 
 def notification_page(request: Request, found: Page) -> JSONBody:
     """``found`` in the list envelope, each notification shown as ``GET`` shows it."""
-    max_attempts = request.app.state.engine.max_attempts
+    policy = request.app.state.engine.policy
     data = {
-        "notifications": [present.notification(n, max_attempts) for n in found.items],
+        "notifications": [present.notification(n, policy) for n in found.items],
         "pagination": present.pagination(found),
     }
     return JSONBody({"success": True, "data": data})

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..models import AuditEntry, MailboxMessage, Notification, Page, QueueCounts, Stats
 from ..providers.ssrf import mask_credentials
+
+if TYPE_CHECKING:
+    from ..retry import Policy
 
 _iso_second = (-1, "")  # the last whole second formatted, and its text
 
@@ -62,11 +65,13 @@ def masked(value: Any) -> Any:
     return value
 
 
-def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
+def notification(n: Notification, policy: Policy) -> dict[str, Any]:
+    """``policy``: the ladders, which say how many retries ``n`` really has (``maxRetries``)."""
     hide = n.metadata.get("sensitive") is True
     return {
         "_id": n.id,
         "id": n.id,
+        "jobId": n.id,  # seed 002's name: the row is the job (DESIGN 1)
         "type": n.channel.value,
         "recipient": mask_credentials(n.recipient),
         "subject": n.subject,
@@ -77,7 +82,7 @@ def notification(n: Notification, max_attempts: int) -> dict[str, Any]:
         "queue": n.queue,
         "attempts": n.attempts,
         "retryCount": max(0, n.attempts - 1),
-        "maxRetries": max_attempts - 1,
+        "maxRetries": policy.retries_for(n.channel, n.max_retries),
         "metadata": masked(n.metadata),
         "scheduledAt": iso(n.scheduled_at),
         "sentAt": iso(n.sent_at),

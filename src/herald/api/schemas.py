@@ -8,12 +8,21 @@ test checks that the two agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+)
 
 from ..models import Channel
+from ..retry import Policy
 from ..suppressions import CATEGORY_NAME
 from . import validation
 
@@ -23,6 +32,14 @@ StatusName = Literal[
     "DELIVERED", "BOUNCED", "UNDELIVERED", "COMPLAINED", "SUPPRESSED",
 ]  # fmt: skip
 T = TypeVar("T")
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+#: A status a filter takes, in any case: the seeds wrote ``sent``, ``failed``, ``pending``.
+StatusFilter = Annotated[StatusName, BeforeValidator(_upper)]
 
 
 def _has_breaks(value: str) -> bool:
@@ -94,6 +111,12 @@ class NotificationIn(BaseModel):
         description="Deliver even if the recipient is on the suppression list (a password "
         "reset must go). Needs a credential with the `manage` scope.",
     )
+    maxRetries: int | None = Field(
+        None,
+        ge=0,
+        description="Retry at most this many times, fewer than the channel's retry policy "
+        'gives (README "Retry ladder"); more is refused.',
+    )
 
     @field_validator("recipient")
     @classmethod
@@ -153,6 +176,17 @@ class NotificationIn(BaseModel):
             raise ValueError("give either scheduledAt or delaySeconds, not both")
         return value
 
+    def retries_error(self, policy: Policy) -> dict[str, str] | None:
+        """The field error for a ``maxRetries`` beyond the channel's ladder (it depends on the
+        settings, so the routes ask, after the model's own checks)."""
+        if self.maxRetries is None:
+            return None
+        try:
+            policy.check_retries(self.type, self.maxRetries)
+        except ValueError as exc:
+            return {"field": "maxRetries", "message": str(exc)}
+        return None
+
     def due_at(self, now: float) -> float | None:
         """When to deliver, as POSIX seconds; None for now."""
         if self.delaySeconds:
@@ -163,6 +197,7 @@ class NotificationIn(BaseModel):
 class NotificationOut(BaseModel):
     id_: str = Field(alias="_id")
     id: str
+    jobId: str = Field(description="The id again, as seed 002 named it: the row is the job.")
     type: Channel
     recipient: str
     subject: str | None
@@ -226,7 +261,11 @@ class SystemStats(BaseModel):
     byStatus: dict[str, int]
     byType: dict[str, int]
     byPriority: dict[str, int]
-    queueDepth: dict[str, int]
+    queueDepth: dict[str, int] = Field(
+        description="Per lane: waiting, delayed and active. Seed 004's names too, waiting "
+        "(due or delayed) only: `notifications` (QUEUED or SCHEDULED, LOW or MEDIUM), "
+        "`high_priority` (QUEUED or SCHEDULED, HIGH or CRITICAL), `retry` (RETRYING)."
+    )
     averageProcessingTime: float
     successRate: float
 

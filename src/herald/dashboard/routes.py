@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from ..access import Scope
 from ..api import present
 from ..api.authz import actor_of, requires, tenant_of
-from ..models import CLAIMABLE, Channel, Page, Priority, Status, canonical_queue
+from ..models import CLAIMABLE, NOT_LANES, Channel, Page, Priority, Status, lanes_of
 from ..store.base import DlqFilter, ListFilter
 from . import csrf, login
 from .pages import HERE, NOTICE_PARAMS, PREFIX, PageRoute, render, safe_next
@@ -115,7 +115,7 @@ async def overview(request: Request) -> Any:
         statuses=[s.value for s in Status],
         stats=present.stats(stats),
         queues=[{"name": q.name, **present.queue(q)} for q in queues],
-        recent=[present.notification(n, engine.max_attempts) for n in recent.items],
+        recent=[present.notification(n, engine.policy) for n in recent.items],
         providers=sorted(engine.providers.built) if engine.providers is not None else [],
         breakers=[
             {"provider": b.provider.partition(":")[0], "destination": b.provider.partition(":")[2],
@@ -128,10 +128,14 @@ async def overview(request: Request) -> Any:
 
 async def _set_paused(request: Request, name: str, paused: bool) -> RedirectResponse:
     form = await posted_form(request)
-    queue = canonical_queue(name)
-    if queue is None:
+    if name.lower() in NOT_LANES:
+        raise HTTPException(422, NOT_LANES[name.lower()])
+    lanes = lanes_of(name)
+    if not lanes:
         raise HTTPException(404, f"There is no queue {name!r}.")
-    await _engine(request).store.set_paused(queue, paused)
+    for lane in lanes:
+        await _engine(request).store.set_paused(lane, paused)
+    queue = lanes[0] if len(lanes) == 1 else name.lower()
     return back(form, PREFIX, notice="paused" if paused else "resumed", queue=queue)
 
 
@@ -157,7 +161,7 @@ async def notifications(request: Request) -> Any:
     found = await engine.store.find(tenant_of(request), where, page_number(q), PAGE_SIZE)
     return render(
         request, "notifications.html", section="notifications", refresh=True,
-        notifications=[present.notification(n, engine.max_attempts) for n in found.items],
+        notifications=[present.notification(n, engine.policy) for n in found.items],
         pager=pager(request, found),
         chosen={"status": q.get("status", ""), "type": q.get("type", ""),
                 "priority": q.get("priority", "")},
@@ -173,7 +177,7 @@ async def notification(notification_id: str, request: Request) -> Any:
     if found is None:
         raise HTTPException(404, f"No notification {notification_id!r}.")
     audit = await engine.store.audit(tenant_of(request), notification_id)
-    shown = present.notification(found, engine.max_attempts)
+    shown = present.notification(found, engine.policy)
     return render(
         request, "notification.html", section="notifications", refresh=True,
         n=shown, logs=[present.log_entry(e) for e in audit],
@@ -211,7 +215,7 @@ async def dead_letters(request: Request) -> Any:
     found = await engine.store.dlq(tenant_of(request), _dlq_filter(q), page_number(q), PAGE_SIZE)
     return render(
         request, "dlq.html", section="dlq", refresh=False,
-        notifications=[present.notification(n, engine.max_attempts) for n in found.items],
+        notifications=[present.notification(n, engine.policy) for n in found.items],
         pager=pager(request, found),
         chosen={"type": q.get("type", ""), "error": q.get("error", "")},
         channels=[c.value for c in Channel],

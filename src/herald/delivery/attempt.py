@@ -34,7 +34,7 @@ from ..metrics import PROCESSING
 from ..models import Claim, Dead, Deferred, Outcome, Retry, Sent, Suppressed
 from ..providers.base import Message, Receipt
 from ..providers.ssrf import mask_credentials
-from ..retry import Ladder
+from ..retry import Policy
 from ..unsubscribe import Links
 from .chain import Chain
 
@@ -49,7 +49,7 @@ class Attempts:
         self,
         chains: dict[str, Chain],
         settings: Settings,
-        ladder: Ladder,
+        policy: Policy,
         clock: Callable[[], float] = time.time,
         links: Links | None = None,
     ) -> None:
@@ -58,7 +58,7 @@ class Attempts:
         self.chains = chains
         self.links = links
         self.settings = settings
-        self.ladder = ladder
+        self.policy = policy
         self._clock = clock
         self._rng = random.Random()
         self._observers: dict[tuple[str, type[Outcome]], Callable[[float], None]] = {}
@@ -171,8 +171,8 @@ class Attempts:
         self, claim: Claim, provider: str | None, error: str, retry_after: float | None
     ) -> Outcome:
         now = self._clock()
-        step = self.ladder.next_step(
-            claim.attempts, claim.channel.queue, retry_after=retry_after, rng=self._rng
+        step = self.policy.next_step(
+            claim.channel, claim.attempts, claim.max_retries, retry_after, self._rng
         )
         if step is None:
             return Dead(claim, provider, error, False, now, callback=self._callback_for(claim))

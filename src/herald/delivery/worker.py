@@ -45,7 +45,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..models import Claim, Outcome, Priority, Sent
-from ..retry import Ladder
+from ..retry import Policy
 from ..store.base import Store
 from ..supervise import Liveness, Supervisor
 from ..unsubscribe import Links
@@ -64,7 +64,7 @@ class Worker:
         store: Store,
         chains: dict[str, Chain],
         settings: Settings,
-        ladder: Ladder | None = None,
+        policy: Policy | None = None,
         *,
         clock: Callable[[], float] = time.time,
         loops: Supervisor | None = None,
@@ -75,12 +75,12 @@ class Worker:
         self.store = store
         self.chains = chains
         self.settings = settings
-        self.ladder = ladder or settings.ladder()
+        self.policy = policy or settings.policy()
         self.concurrency = settings.worker_concurrency
         # At least one slot takes any priority, or LOW would never be sent.
         self.reserved = min(settings.reserved_slots or 0, self.concurrency - 1)
         self.loops = loops or Supervisor(clock=clock)
-        self.attempts = Attempts(chains, settings, self.ladder, clock, links)
+        self.attempts = Attempts(chains, settings, self.policy, clock, links)
         self._clock = clock
         # By claim (id and token: one token covers a claimed batch), so a row claimed
         # again after its own lease expired is two claims, not one.
@@ -453,7 +453,7 @@ class Worker:
     async def _sweep_loop(self, live: Liveness) -> None:
         while True:
             try:
-                swept = await self.store.sweep(self.ladder.max_attempts)
+                swept = await self.store.sweep(self.policy.max_attempts)
             except StoreUnavailable as exc:  # the store's outage shows in health already
                 log.warning("sweep_failed", error=str(exc))
             else:

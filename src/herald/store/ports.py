@@ -38,6 +38,7 @@ from typing import Protocol, runtime_checkable
 
 from ..events import EventFilter, EventPage, EventRecord, EventStats, EventType, NewEvent
 from ..models import (
+    DONE,
     AuditEntry,
     Channel,
     Claim,
@@ -187,11 +188,20 @@ class Notifications(Protocol):
         """
 
     @abc.abstractmethod
-    async def clean(self, created_before: float, batch: int = 5000) -> int:
-        """Delete SENT notifications created before the time, with their history.
+    async def clean(
+        self, created_before: float, batch: int = 5000, statuses: Sequence[Status] = DONE
+    ) -> int:
+        """Delete every tenant's notifications in ``statuses`` created before the time, with
+        their history, events' links and captured messages; returns how many went.
 
-        FAILED ones stay until replayed or deleted. Returns how many went.
+        Retention's: sent ones (``DONE``) after ``HERALD_CLEANUP_DAYS``, FAILED ones after
+        ``HERALD_FAILED_RETENTION_DAYS``. Deleted ``batch`` at a time.
         """
+
+    @abc.abstractmethod
+    async def trim_sent(self, keep: int, batch: int = 5000) -> int:
+        """Delete each tenant's sent notifications (``DONE``) but its ``keep`` newest ones
+        (``HERALD_KEEP_SENT``, seed 002's ``removeOnComplete``), as ``clean`` deletes."""
 
     @abc.abstractmethod
     async def sensitive_notifications(
@@ -223,6 +233,16 @@ class DeadLetters(Protocol):
     @abc.abstractmethod
     async def delete_dead(self, tenant_id: str, notification_id: str) -> bool:
         """Delete a dead letter and its history; False if it is not in the DLQ."""
+
+    @abc.abstractmethod
+    async def clean_queue(
+        self, tenant_id: str, queue: str, statuses: Sequence[Status], created_before: float,
+        limit: int,
+    ) -> int:  # fmt: skip
+        """Delete up to ``limit`` of a tenant's notifications in lane ``queue`` whose status
+        is one of ``statuses`` and that were created before the time, oldest first, as
+        ``delete_final`` deletes one; returns how many went (``POST /api/queue/{name}/clean``).
+        """
 
     @abc.abstractmethod
     async def delete_final(self, tenant_id: str, notification_id: str) -> bool:

@@ -47,7 +47,7 @@ def fresh(item: NewNotification, now: float) -> Notification:
         provider_message_id=None, last_error=None, processing_ms=None,
         scheduled_at=item.scheduled_at, created_at=now, updated_at=now, sent_at=None,
         failed_at=None, callback_url=item.callback_url, category=item.category,
-        ignore_suppression=item.ignore_suppression,
+        ignore_suppression=item.ignore_suppression, max_retries=item.max_retries,
     )  # fmt: skip
 
 

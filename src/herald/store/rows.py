@@ -53,6 +53,7 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         callback_url=row["callback_url"],
         category=row["category"],
         ignore_suppression=bool(row["ignore_suppression"]),
+        max_retries=row["max_retries"],
     )
 
 
@@ -146,3 +147,10 @@ def status_callback(outcome: Sent | Dead, url: str) -> NewNotification:
         metadata={"event": event, "callbackFor": c.id},
         tenant_id=c.tenant_id,
     )
+
+
+def id_bound(created_before: float) -> str:
+    """The least id of a notification created at ``created_before``: ids start with their
+    creation time in milliseconds (``models.new_id``), so ``id < id_bound(t)`` picks the
+    rows created before ``t`` along the primary key, with no index on the time."""
+    return f"{int(created_before * 1000):012x}"

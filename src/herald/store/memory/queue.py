@@ -92,6 +92,7 @@ def claim(
                 category=r.category,
                 suppressed=None if r.ignore_suppression else t.suppressed(r),
                 unsubscribable=t.unsubscribable(r.tenant_id, r.category),
+                max_retries=r.max_retries,
             )
         )
     return claims

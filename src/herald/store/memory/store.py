@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 
 from ...errors import StoreUnavailable
 from ...models import (
-    ACCEPTED,
     CLAIMABLE,
     DLQ,
+    DONE,
     TERMINAL,
     AuditEntry,
     Channel,
@@ -58,9 +58,6 @@ from . import queue
 from .access import MemoryRunner
 from .statements import MemoryDialect
 from .tables import Bucket, Row, Tables
-
-#: What retention deletes: notifications that went out, or were never to.
-DONE = (*ACCEPTED, Status.SUPPRESSED)
 
 
 class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
@@ -182,12 +179,32 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         self.tables.audit(row.id, "CANCELLED", records.cancelled(actor), now, None)
         return True
 
-    async def clean(self, created_before: float, batch: int = 5000) -> int:
+    async def clean(
+        self, created_before: float, batch: int = 5000, statuses: Sequence[Status] = DONE
+    ) -> int:
+        return self._forget_old(created_before, statuses)
+
+    async def trim_sent(self, keep: int, batch: int = 5000) -> int:
+        newest_first = sorted((r for r in self.tables.notifications.values() if r.status in DONE),
+                              key=_age, reverse=True)  # fmt: skip
+        seen: Counter[str] = Counter()
+        for r in newest_first:
+            seen[r.tenant_id] += 1
+            if seen[r.tenant_id] > keep:
+                self.tables.forget(r.id)
+        return sum(max(0, n - keep) for n in seen.values())
+
+    def _forget_old(
+        self, created_before: float, statuses: Sequence[Status], tenant_id: str | None = None,
+        queue: str | None = None, limit: int | None = None,
+    ) -> int:  # fmt: skip
         # By the row's own time: ids never step back, so under a fake clock they need not match it.
-        old = [r.id for r in self.tables.notifications.values()
-               if r.created_at < created_before and r.status in DONE]  # fmt: skip
-        for note_id in old:
-            self.tables.forget(note_id)
+        old = sorted((r for r in self.tables.notifications.values()
+                      if r.created_at < created_before and r.status in statuses
+                      and tenant_id in (None, r.tenant_id) and queue in (None, r.queue)),
+                     key=_age)[:limit]  # fmt: skip
+        for r in old:
+            self.tables.forget(r.id)
         return len(old)
 
     # -- the queue ---------------------------------------------------------------------------
@@ -279,6 +296,12 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         self.tables.forget(row.id)
         return True
 
+    async def clean_queue(
+        self, tenant_id: str, queue: str, statuses: Sequence[Status], created_before: float,
+        limit: int,
+    ) -> int:  # fmt: skip
+        return self._forget_old(created_before, statuses, tenant_id, queue, limit)
+
     # -- idempotency ---------------------------------------------------------------------------
 
     async def idempotency_begin(
@@ -350,6 +373,11 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         found = [m for m in self.tables.mailbox
                  if m.tenant_id == tenant_id and channel in (None, m.channel)]  # fmt: skip
         return sorted(found, key=lambda m: m.at, reverse=True)[:limit]
+
+
+def _age(row: Row) -> tuple[float, str]:
+    """Oldest first, as the SQL stores order by id (which starts with the creation time)."""
+    return row.created_at, row.id
 
 
 def _page(rows: list[Row], page: int, limit: int) -> Page:

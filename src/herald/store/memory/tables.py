@@ -63,6 +63,7 @@ class Row:
     callback_url: str | None
     category: str | None = None
     ignore_suppression: bool = False
+    max_retries: int | None = None
     claim_token: str | None = None
     lease_until: float | None = None
 

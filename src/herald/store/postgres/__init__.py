@@ -22,6 +22,7 @@ import structlog
 
 from ...errors import StoreUnavailable
 from ...models import (
+    DONE,
     TERMINAL,
     AuditEntry,
     Channel,
@@ -34,6 +35,7 @@ from ...models import (
     Priority,
     QueueCounts,
     Stats,
+    Status,
 )
 from ...supervise import Liveness
 from .. import history, records, sql
@@ -42,7 +44,7 @@ from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilt
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
 from ..receipts import ReceiptRules
-from ..rows import breakdown_stats, notification_from_row, queue_counts
+from ..rows import breakdown_stats, id_bound, notification_from_row, queue_counts
 from . import jobs
 from .batch import GroupCommit
 from .events import PostgresDialect
@@ -212,14 +214,35 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
         args = (tenant_id, notification_id, [s.value for s in TERMINAL], None)
         return bool(await self._pool.fetchval("rows_delete", *args))
 
-    async def clean(self, created_before: float, batch: int = 5000) -> int:
-        bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time
+    async def clean(
+        self, created_before: float, batch: int = 5000, statuses: Sequence[Status] = DONE
+    ) -> int:
+        args = (id_bound(created_before), [s.value for s in statuses], None, None)
+        return await self._forget("clean", args, batch)
+
+    async def clean_queue(
+        self, tenant_id: str, queue: str, statuses: Sequence[Status], created_before: float,
+        limit: int,
+    ) -> int:  # fmt: skip
+        args = (id_bound(created_before), [s.value for s in statuses], tenant_id, queue)
+        return await self._forget("clean", args, min(limit, 5000), limit)
+
+    async def trim_sent(self, keep: int, batch: int = 5000) -> int:
+        return await self._forget("trim_sent", (keep, [s.value for s in DONE]), batch)
+
+    async def _forget(
+        self, query: str, args: tuple[Any, ...], batch: int, limit: int | None = None
+    ) -> int:
+        """Delete the rows ``query`` picks with their history, ``batch`` at a time (so no
+        transaction holds many locks for long), until none is left or ``limit`` went."""
         removed = 0
-        while True:  # in batches, so no transaction holds many locks for long
-            done: int = await self._pool.fetchval("clean", bound, batch)
+        while limit is None or removed < limit:
+            take = batch if limit is None else min(batch, limit - removed)
+            done: int = await self._pool.fetchval(query, *args, take)
             removed += done
-            if done < batch:
-                return removed
+            if done < take:
+                break
+        return removed
 
     async def idempotency_begin(
         self, tenant_id: str, key: str, request_hash: str, expired_before: float

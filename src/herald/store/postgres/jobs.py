@@ -98,11 +98,11 @@ async def insert(
             n.id, n.tenant_id, n.channel.value, n.recipient, n.subject, n.body, n.html,
             _json(n.metadata), int(n.priority), n.status.value, n.queue, n.due_at,
             n.idempotency_key, n.scheduled_at, now, n.callback_url, n.category,
-            n.ignore_suppression,
+            n.ignore_suppression, n.max_retries,
         )
         for n in notes
     ]  # fmt: skip
-    inserted = await conn.fetchval(Q["create"], *_columns(rows, 18), CHANNEL)
+    inserted = await conn.fetchval(Q["create"], *_columns(rows, 19), CHANNEL)
     if len(inserted) == len(notes):
         return notes
     taken = set(inserted)
@@ -116,7 +116,7 @@ async def insert(
 _COPY_COLUMNS = (
     "id", "tenant_id", "channel", "recipient", "subject", "body", "html", "metadata",
     "priority", "status", "queue", "due_at", "scheduled_at", "created_at", "updated_at",
-    "callback_url", "category", "ignore_suppression", "creation_derived",
+    "callback_url", "category", "ignore_suppression", "max_retries", "creation_derived",
 )  # fmt: skip
 
 
@@ -144,7 +144,7 @@ async def insert_many(
             note_id, item.tenant_id, channel, item.recipient, item.subject, item.body,
             item.html, item.metadata, int(item.priority), status.value, queue,
             due_at, item.scheduled_at, now, now, item.callback_url, item.category,
-            item.ignore_suppression, True,
+            item.ignore_suppression, item.max_retries, True,
         ))  # fmt: skip
         created.append((note_id, status))
     async with conn.transaction():
@@ -178,6 +178,7 @@ async def claim(
             category=r["category"],
             suppressed=r["suppressed"],
             unsubscribable=r["unsubscribable"],
+            max_retries=r["max_retries"],
         )
         for r in rows
     ]

@@ -30,25 +30,25 @@ WITH new AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int2[], $10::text[], $11::text[], $12::float8[], $13::text[],
-        $14::float8[], $15::float8[], $16::text[], $17::text[], $18::bool[]
+        $14::float8[], $15::float8[], $16::text[], $17::text[], $18::bool[], $19::int4[]
     ) AS t(id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
            queue, due_at, idempotency_key, scheduled_at, created_at, callback_url, category,
-           ignore_suppression)
+           ignore_suppression, max_retries)
 ), inserted AS (
     INSERT INTO notifications (
         id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
         queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-        category, ignore_suppression, creation_derived
+        category, ignore_suppression, max_retries, creation_derived
     )
     SELECT id, tenant_id, channel, recipient, subject, body, html, metadata::jsonb, priority,
            status, queue, due_at, idempotency_key, scheduled_at, created_at, created_at,
-           callback_url, category, ignore_suppression, true
+           callback_url, category, ignore_suppression, max_retries, true
     FROM new
     ON CONFLICT DO NOTHING
     RETURNING id, due_at
 )
 SELECT coalesce(array_agg(id), '{}') AS inserted,
-       pg_notify($19, coalesce(min(due_at)::text, '')) AS woken
+       pg_notify($20, coalesce(min(due_at)::text, '')) AS woken
 FROM inserted;
 
 -- name: by_idempotency_keys
@@ -90,7 +90,8 @@ WITH picked AS (
         claimed_at = $3, updated_at = $3
     WHERE n.ctid = ANY (ARRAY (SELECT ctid FROM picked))
     RETURNING n.id, n.tenant_id, n.channel, n.recipient, n.subject, n.body, n.html, n.metadata,
-              n.priority, n.attempts, n.callback_url, n.category, n.ignore_suppression
+              n.priority, n.attempts, n.callback_url, n.category, n.ignore_suppression,
+              n.max_retries
 )
 SELECT c.*, EXISTS (
     SELECT 1 FROM unregistered u WHERE u.channel = c.channel AND u.recipient = c.recipient
@@ -370,9 +371,33 @@ WITH gone AS (
 SELECT count(*) FROM gone;
 
 -- name: clean
+-- Up to $5 rows created before $1 (ids start with their creation time) whose status is
+-- one of $2, oldest first, with their history: of tenant $3 in lane $4, or of all (NULL).
 WITH old AS (
-    SELECT id FROM notifications WHERE id < $1 AND status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')
-    LIMIT $2
+    SELECT id FROM notifications
+    WHERE id < $1 AND status = ANY($2::text[])
+      AND ($3::text IS NULL OR tenant_id = $3) AND ($4::text IS NULL OR queue = $4)
+    ORDER BY id LIMIT $5
+    FOR UPDATE SKIP LOCKED
+), history AS (
+    DELETE FROM audit WHERE notification_id IN (SELECT id FROM old)
+), kept AS (
+    DELETE FROM mailbox WHERE notification_id IN (SELECT id FROM old)
+), links AS (
+    DELETE FROM event_notifications WHERE notification_id IN (SELECT id FROM old)
+), gone AS (
+    DELETE FROM notifications WHERE id IN (SELECT id FROM old) RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: trim_sent
+-- Up to $3 rows, with their history, of each tenant's rows in $2 but its $1 newest.
+WITH ranked AS (
+    SELECT id, row_number() OVER (PARTITION BY tenant_id ORDER BY id DESC) AS newer
+    FROM notifications WHERE status = ANY($2::text[])
+), old AS (
+    SELECT id FROM notifications
+    WHERE id IN (SELECT id FROM ranked WHERE newer > $1 LIMIT $3)
     FOR UPDATE SKIP LOCKED
 ), history AS (
     DELETE FROM audit WHERE notification_id IN (SELECT id FROM old)

@@ -24,6 +24,7 @@ import structlog
 
 from ...errors import StoreUnavailable
 from ...models import (
+    DONE,
     AuditEntry,
     Channel,
     Claim,
@@ -35,6 +36,7 @@ from ...models import (
     Priority,
     QueueCounts,
     Stats,
+    Status,
 )
 from .. import history, records, sql
 from ..access import Access, Row, statements
@@ -42,7 +44,7 @@ from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilt
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
 from ..receipts import ReceiptRules
-from ..rows import breakdown_stats, notification_from_row, queue_counts
+from ..rows import breakdown_stats, id_bound, notification_from_row, queue_counts
 from . import jobs
 from .events import SQLiteDialect
 from .groupcommit import GroupCommitWriter
@@ -302,21 +304,43 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
 
         return await self._write(write)
 
-    async def clean(self, created_before: float, batch: int = 5000) -> int:
-        bound = f"{int(created_before * 1000):012x}"  # ids start with their creation time
+    async def clean(
+        self, created_before: float, batch: int = 5000, statuses: Sequence[Status] = DONE
+    ) -> int:
+        return await self._forget("old_final", _old(created_before, statuses), batch)
 
-        def write(conn: sqlite3.Connection) -> int:
-            ids = [(r[0],) for r in conn.execute(Q["old_sent"], (bound, batch))]
-            for query in ("delete_audit", "delete_mailbox", "delete_links", "delete_notification"):
-                conn.executemany(Q[query], ids)
-            return len(ids)
+    async def clean_queue(
+        self, tenant_id: str, queue: str, statuses: Sequence[Status], created_before: float,
+        limit: int,
+    ) -> int:  # fmt: skip
+        params = {**_old(created_before, statuses), "tenant": tenant_id, "queue": queue}
+        return await self._forget("old_final", params, min(limit, 5000), limit)
 
+    async def trim_sent(self, keep: int, batch: int = 5000) -> int:
+        params = {"statuses": orjson.dumps(DONE).decode(), "keep": keep}
+        return await self._forget("beyond_newest", params, batch)
+
+    async def _forget(
+        self, pick: str, params: dict[str, Any], batch: int, limit: int | None = None
+    ) -> int:
+        """Delete the rows query ``pick`` names with their history, ``batch`` at a time (so
+        the writer is never held for long), until none is left or ``limit`` went."""
         removed = 0
-        while True:  # in batches, so the writer is never held for long
+        while limit is None or removed < limit:
+            take = batch if limit is None else min(batch, limit - removed)
+
+            def write(conn: sqlite3.Connection, take: int = take) -> int:
+                ids = [(r[0],) for r in conn.execute(Q[pick], {**params, "limit": take})]
+                for query in ("delete_audit", "delete_mailbox", "delete_links",
+                              "delete_notification"):  # fmt: skip
+                    conn.executemany(Q[query], ids)
+                return len(ids)
+
             done = await self._write(write)
             removed += done
-            if done < batch:
-                return removed
+            if done < take:
+                break
+        return removed
 
     async def idempotency_begin(
         self, tenant_id: str, key: str, request_hash: str, expired_before: float
@@ -456,6 +480,12 @@ def _dlq_matching(
         rows = conn.execute(Q["dlq_matching"], {**params, "limit": 1, "offset": 0}).fetchall()
         return [], rows[0][1] if rows else 0
     return [r[0] for r in rows], rows[0][1] if rows else 0
+
+
+def _old(created_before: float, statuses: Sequence[Status]) -> dict[str, Any]:
+    """``old_final``'s bound and statuses, for rows of every tenant and lane."""
+    bound, chosen = id_bound(created_before), orjson.dumps(list(statuses)).decode()
+    return {"bound": bound, "statuses": chosen, "tenant": None, "queue": None}
 
 
 # -- write transactions (run on the writer thread) -----------------------------

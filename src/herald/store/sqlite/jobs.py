@@ -49,7 +49,7 @@ Q = sql.queries("sqlite")
 #: while the event loop thread runs: with a busy thread beside it, 1,000 rows one
 #: by one took 4.1 times as long as with it idle; 50 at a time, 2.7 times.
 INSERT_CHUNK = 50
-_NOTIFICATION_WIDTH = 19  # values per row of insert_notification
+_NOTIFICATION_WIDTH = 20  # values per row of insert_notification
 _AUDIT_WIDTH = 8  # values per row of insert_audit
 _CHANNELS = {c: (c.value, c.queue) for c in Channel}  # dict lookups beat enum properties
 
@@ -86,7 +86,7 @@ def _row(
         note_id, item.tenant_id, channel, item.recipient, item.subject, item.body, item.html,
         orjson.dumps(item.metadata).decode(), int(item.priority), status.value, queue, due_at,
         item.idempotency_key, item.scheduled_at, now, now, item.callback_url, item.category,
-        item.ignore_suppression,
+        item.ignore_suppression, item.max_retries,
     )  # fmt: skip
 
 
@@ -177,6 +177,7 @@ def claims(picked: str, token: str, now: float) -> list[Claim]:
             category=r[12],
             suppressed=r[13],
             unsubscribable=bool(r[14]),
+            max_retries=r[15],
         )
         for r in orjson.loads(picked)
     ]

@@ -11,8 +11,8 @@ INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?);
 INSERT INTO notifications (
     id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
     queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-    category, ignore_suppression, creation_derived
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
+    category, ignore_suppression, max_retries, creation_derived
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
 
 -- name: insert_audit
 -- started_at and attempt: set on a row that ends an attempt, NULL on an operator's.
@@ -54,7 +54,8 @@ SELECT json_group_array(n.rowid), json_group_array(json_array(
         ORDER BY s.category LIMIT 1) END,
     n.category IS NOT NULL AND EXISTS (
         SELECT 1 FROM categories k
-        WHERE k.tenant_id = n.tenant_id AND k.name = n.category AND k.unsubscribable)))
+        WHERE k.tenant_id = n.tenant_id AND k.name = n.category AND k.unsubscribable),
+    n.max_retries))
 FROM (
     SELECT rowid, * FROM notifications
     WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING')
@@ -237,9 +238,21 @@ WHERE tenant_id = :tenant AND id = :id AND status = 'FAILED' AND queue = 'dlq';
 DELETE FROM notifications
 WHERE tenant_id = :tenant AND id = :id AND status = 'FAILED' AND queue = 'dlq';
 
--- name: old_sent
-SELECT id, tenant_id FROM notifications WHERE id < ? AND status IN ('SENT', 'DELIVERED', 'BOUNCED', 'UNDELIVERED', 'COMPLAINED', 'SUPPRESSED')
-LIMIT ?;
+-- name: old_final
+-- Rows created before :bound (ids start with their creation time) whose status is in the
+-- JSON list :statuses, oldest first: of tenant :tenant in lane :queue, or of all (NULL).
+SELECT id FROM notifications
+WHERE id < :bound AND status IN (SELECT value FROM json_each(:statuses))
+  AND (:tenant IS NULL OR tenant_id = :tenant) AND (:queue IS NULL OR queue = :queue)
+ORDER BY id LIMIT :limit;
+
+-- name: beyond_newest
+-- Each tenant's rows in :statuses but its :keep newest.
+SELECT id FROM (
+    SELECT id, row_number() OVER (PARTITION BY tenant_id ORDER BY id DESC) AS newer
+    FROM notifications WHERE status IN (SELECT value FROM json_each(:statuses))
+) WHERE newer > :keep
+LIMIT :limit;
 
 -- name: delete_notification
 DELETE FROM notifications WHERE id = ?;
