@@ -118,9 +118,28 @@ def api(host: str | None, port: int | None, socket_fd: int | None) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the delivery worker only. SIGTERM/SIGINT stop it gracefully."""
-    settings = _settings()
+@click.option(
+    "--channels",
+    default=None,
+    help="Claim only these channels' lanes, e.g. email,sms (one worker per channel).",
+)
+@click.option(
+    "--queues",
+    default=None,
+    help="Claim only these lanes, e.g. email,retry-1 (HERALD_WORKER_QUEUES).",
+)
+def worker(channels: str | None, queues: str | None) -> None:
+    """Run the delivery worker only. SIGTERM/SIGINT stop it gracefully.
+
+    With --channels or --queues (both may be given) it claims from those lanes
+    only; retries escalated to retry-1 and retry-2 need a worker serving those.
+    """
+    if channels is not None:
+        for name in filter(None, (part.strip() for part in channels.split(","))):
+            if name.upper() not in Channel.__members__:
+                raise click.BadParameter(f"{name!r} is not a channel", param_hint="--channels")
+    lanes = ",".join(filter(None, (channels, queues)))
+    settings = _settings(worker_queues=lanes or None)
     configure(settings.log_level)
     _run_async(_worker(settings))
 

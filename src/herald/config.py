@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
-from .models import Channel
+from .models import CLAIMED_QUEUES, DLQ, Channel, lanes_of
 from .retry import CUSTOM, POLICIES, POLICY_NAMES, Ladder, Policy
 
 CsvList = Annotated[list[str], NoDecode]
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     smtp_tls: Literal["starttls", "tls", "none"] = Field(
         "starttls", validation_alias=_env("SMTP_TLS")
     )
+    # Seed 000's nodemailer flag: true is implicit TLS (HERALD_SMTP_TLS=tls), false
+    # STARTTLS; HERALD_SMTP_TLS, when set, wins.
+    email_secure: bool | None = Field(None, validation_alias=AliasChoices("EMAIL_SECURE"))
     smtp_from: str = Field(
         "Herald <noreply@localhost>", validation_alias=_env("SMTP_FROM", "EMAIL_FROM")
     )
@@ -159,8 +162,34 @@ class Settings(BaseSettings):
     retry_scale: float = Field(1.0, gt=0, le=1000, validation_alias=_env("RETRY_SCALE"))
 
     worker_concurrency: int = Field(
-        1024, ge=1, le=10_000, validation_alias=_env("WORKER_CONCURRENCY", "MAIL_QUEUE_CONCURRENCY")
+        1024, ge=1, le=10_000, validation_alias=_env("WORKER_CONCURRENCY")
     )
+    # Sends in flight per lane inside each worker (README "Per-lane concurrency"); unset,
+    # a lane shares HERALD_WORKER_CONCURRENCY with the others. Seed 000's queues' names.
+    email_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("EMAIL_CONCURRENCY", "MAIL_QUEUE_CONCURRENCY")
+    )
+    sms_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("SMS_CONCURRENCY")
+    )
+    push_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("PUSH_CONCURRENCY")
+    )
+    webhook_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("WEBHOOK_CONCURRENCY")
+    )
+    chat_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("CHAT_CONCURRENCY")
+    )
+    retry_1_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("RETRY_1_CONCURRENCY", "RETRY_1_CONCURRENCY")
+    )
+    retry_2_concurrency: int | None = Field(
+        None, ge=1, le=10_000, validation_alias=_env("RETRY_2_CONCURRENCY", "RETRY_2_CONCURRENCY")
+    )
+    # The lanes this process's worker claims from (`herald worker --channels/--queues`);
+    # empty: every lane. Lane names, their aliases (``mail``, ``retry1``) or channels.
+    worker_queues: CsvList = Field(default_factory=list, validation_alias=_env("WORKER_QUEUES"))
     reserved_slots: int | None = Field(None, ge=0, validation_alias=_env("RESERVED_SLOTS"))
     claim_batch: int = Field(500, ge=1, le=5000, validation_alias=_env("CLAIM_BATCH"))
     lease_seconds: float = Field(60.0, gt=0, validation_alias=_env("LEASE_SECONDS"))
@@ -324,6 +353,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "ses_topic_arns",
         "sns_cert_hosts",
+        "worker_queues",
         mode="before",
     )
     @classmethod
@@ -344,6 +374,20 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one delay")
         return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _lanes(cls, value: list[str]) -> list[str]:
+        lanes: list[str] = []
+        for name in value:
+            found = lanes_of(name)
+            if not found or DLQ in found:
+                raise ValueError(
+                    f"{name!r} is not a lane a worker claims from: "
+                    f"{', '.join(CLAIMED_QUEUES)} (the DLQ is never sent from)"
+                )
+            lanes.extend(lane for lane in found if lane not in lanes)
+        return lanes
 
     @field_validator("event_types_file")
     @classmethod
@@ -427,6 +471,8 @@ class Settings(BaseSettings):
                 "HERALD_AUTH=off is for local experiments: it needs HERALD_HOST on a loopback "
                 f"address, not {self.host!r}"
             )
+        if self.email_secure is not None and "smtp_tls" not in self.model_fields_set:
+            self.smtp_tls = "tls" if self.email_secure else "starttls"
         if self.smtp_port is None:
             self.smtp_port = {"tls": 465, "none": 25}.get(self.smtp_tls, 587)
         self._check_attempt_fits()
@@ -529,7 +575,30 @@ class Settings(BaseSettings):
             return chosen
         if channel is Channel.EMAIL and self.smtp_host:
             return ["smtp"]
+        if channel is Channel.SMS and self.twilio_account_sid and self.twilio_auth_token:
+            return ["twilio"]  # seed 003's .env: its SMS went out through Twilio
         return ["capture"]
+
+    def configured_for(self, channel: Channel) -> list[str]:
+        """Providers of ``channel`` whose settings are given, chosen or not.
+
+        A channel left on ``capture`` while one of these is configured is marked
+        SENT without leaving the machine: the start-up warning names them.
+        """
+        given = {
+            Channel.EMAIL: {"smtp": self.smtp_host, "smtp_backup": self.smtp_backup_host},
+            Channel.SMS: {"twilio": self.twilio_account_sid or self.twilio_auth_token},
+            Channel.PUSH: {"fcm": self.fcm_credentials_file, "apns": self.apns_key_file,
+                           "webpush": self.vapid_private_key},
+            Channel.WEBHOOK: {"webhook": self.webhook_secret},
+        }.get(channel, {})  # fmt: skip
+        return [name for name, value in given.items() if value]
+
+    def lane_caps(self) -> dict[str, int]:
+        """Each capped lane's sends in flight per worker (HERALD_<LANE>_CONCURRENCY)."""
+        caps = {c.queue: getattr(self, f"{c.value.lower()}_concurrency") for c in Channel}
+        caps["retry-1"], caps["retry-2"] = self.retry_1_concurrency, self.retry_2_concurrency
+        return {lane: cap for lane, cap in caps.items() if cap is not None}
 
     @property
     def postgres_url(self) -> str | None:

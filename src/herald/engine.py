@@ -14,7 +14,7 @@ import time
 
 import structlog
 
-from . import retention
+from . import retention, seed_env
 from .admission import Admission
 from .config import Settings
 from .delivery.breaker import Breaker, Breakers
@@ -72,6 +72,7 @@ class Engine:
             self._retention_task = self.loops.spawn(
                 "retention", lambda live: retention.run_forever(self.store, self.settings, live)
             )
+        seed_env.announce(self.settings)  # the seed variables ignored, channels captured
         log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
 
     def _route(self, provider: Provider) -> Route:

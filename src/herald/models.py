@@ -90,6 +90,8 @@ CHANNEL_QUEUES = tuple(c.queue for c in Channel)
 LADDER_QUEUES = ("retry-1", "retry-2")
 DLQ = "dlq"
 ALL_QUEUES = (*CHANNEL_QUEUES, *LADDER_QUEUES, DLQ)
+#: The lanes a worker claims from: the DLQ holds only what was given up on.
+CLAIMED_QUEUES = (*CHANNEL_QUEUES, *LADDER_QUEUES)
 #: Seed 004's RabbitMQ queues that are several of Herald's lanes: ``notifications``
 #: held all its channels' work, ``retry`` all the work waiting to be tried again.
 QUEUE_GROUPS = {"notifications": CHANNEL_QUEUES, "retry": LADDER_QUEUES}
@@ -289,6 +291,8 @@ class Claim:
     unsubscribable: bool = False
     #: The retries it asked for (``maxRetries``): the ladder stops after them.
     max_retries: int | None = None
+    #: The lane it was claimed from (``email``, ``retry-1``...): per-lane caps read it.
+    queue: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,26 @@ async def test_paused_queue_is_skipped(store: Store) -> None:
     assert len(await store.claim(10, 30)) == 1
 
 
+async def test_claim_takes_only_the_lanes_asked_for(store: Store) -> None:
+    """``herald worker --channels sms``: the claim leaves every other lane's rows alone."""
+    [failing] = await store.create([email(1)])
+    [text] = await store.create([NewNotification(Channel.SMS, "+14155550100", "code 1")])
+    [mail] = await store.create([email(2)])
+    [first] = await store.claim(1, 30, queues=["email"])
+    assert first.id == failing.id
+    now = time.time()
+    await store.complete([Retry(first, "smtp", "451", now - 1, 1, "retry-1", now)])
+
+    assert await store.claim(10, 30, queues=["push", "chat"]) == []
+    [sms] = await store.claim(10, 30, queues=["sms"])
+    assert (sms.id, sms.queue) == (text.id, "sms")
+    [escalated] = await store.claim(10, 30, queues=["retry-1"])
+    assert (escalated.id, escalated.queue) == (failing.id, "retry-1")
+    assert [(c.id, c.queue) for c in await store.claim(10, 30, queues=[])] == []
+    [rest] = await store.claim(10, 30, queues=None)
+    assert (rest.id, rest.queue) == (mail.id, "email")
+
+
 async def test_outcomes_and_their_audit_rows(store: Store) -> None:
     created = await store.create([email(i) for i in range(3)])
     by_id = {c.id: c for c in await store.claim(10, 30)}

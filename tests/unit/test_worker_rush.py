@@ -10,7 +10,7 @@ The rig is ``worker_rig.py``; here its store announces work as PostgreSQL's does
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from herald.models import Claim, Priority, Status
@@ -29,13 +29,17 @@ class AnnouncingStore(WatchedStore):
         self.floors: list[Priority] = []
 
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
         self.floors.append(min_priority)
         if min_priority is Priority.LOW and self.low_gate is not None:
             self.low_waiting.set()
             await self.low_gate.wait()
-        return await super().claim(limit, lease_seconds, min_priority)
+        return await super().claim(limit, lease_seconds, min_priority, queues)
 
 
 def announcing_rig(tmp_path: Path) -> tuple[Rig, AnnouncingStore]:

@@ -126,9 +126,13 @@ class WatchedStore(MemoryStore):
         self.committing = asyncio.Event()  # set while a completion waits at the gate
 
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
-        claims = await super().claim(limit, lease_seconds, min_priority)
+        claims = await super().claim(limit, lease_seconds, min_priority, queues)
         self.claimed.update(c.id for c in claims)
         self.empty_claims += not claims
         return claims

@@ -24,6 +24,15 @@ deadline); the worker arms one deadline timer per claimed batch (``Lease``).
 In-flight accounting is by claim (row and token), so a row claimed again
 after its lease expired counts twice.
 
+Lanes: a worker may serve some lanes only (HERALD_WORKER_QUEUES, ``herald
+worker --channels``); the store's claim filters them. A lane may be capped
+(HERALD_<LANE>_CONCURRENCY): a claim takes rows of every lane at once, so the cap
+is held at send time, by a semaphore per capped lane, and a lane at its cap is
+left out of the next claims, so the worker does not hoard rows it cannot send
+(at most one claim's worth waits behind a cap). Claiming lane by lane instead
+would cost a round trip per lane for every claim, capped or not; with no cap
+set the send path only tests an empty dict.
+
 Shutdown (``stop()``, wired to SIGTERM/SIGINT by the CLI): claiming stops,
 in-flight sends get ``shutdown_grace`` seconds to finish, their outcomes are
 written, and anything still unsent is released back to the queue.
@@ -44,7 +53,7 @@ from ..config import Settings
 from ..errors import (
     StoreUnavailable,
 )
-from ..models import Claim, Outcome, Priority, Sent
+from ..models import CLAIMED_QUEUES, Claim, Outcome, Priority, Sent
 from ..retry import Policy
 from ..store.base import Store
 from ..supervise import Liveness, Supervisor
@@ -80,6 +89,11 @@ class Worker:
         # At least one slot takes any priority, or LOW would never be sent.
         self.reserved = min(settings.reserved_slots or 0, self.concurrency - 1)
         self.loops = loops or Supervisor(clock=clock)
+        self.lanes: tuple[str, ...] | None = tuple(settings.worker_queues) or None
+        caps = settings.lane_caps()
+        self.caps = {lane: cap for lane, cap in caps.items() if lane in (self.lanes or caps)}
+        self._gates = {lane: asyncio.Semaphore(cap) for lane, cap in self.caps.items()}
+        self._held = dict.fromkeys(self.caps, 0)  # claims of each capped lane started, not ended
         self.attempts = Attempts(chains, settings, self.policy, clock, links)
         self._clock = clock
         # By claim (id and token: one token covers a claimed batch), so a row claimed
@@ -121,7 +135,14 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        log.info("worker_started", concurrency=self.concurrency, reserved=self.reserved)
+        log.info("worker_started", concurrency=self.concurrency, reserved=self.reserved,
+                 lanes=list(self.lanes or CLAIMED_QUEUES), caps=self.caps)  # fmt: skip
+        if self.lanes is not None and not {"retry-1", "retry-2"} <= set(self.lanes):
+            log.warning(
+                "retry_lanes_not_served", lanes=list(self.lanes),
+                why="notifications escalated to retry-1 or retry-2 wait for a worker "
+                "that serves those lanes (--queues retry-1,retry-2, or no filter)",
+            )  # fmt: skip
         flusher = self.loops.spawn("flusher", self._flush_loop)
         sweeper = self.loops.spawn("sweeper", self._sweep_loop)
         listener = self.loops.spawn("listener", self._listen_loop)
@@ -185,11 +206,18 @@ class Worker:
             else:
                 min_priority, limit = Priority.HIGH, free
             limit = min(limit, self.settings.claim_batch)
+            lanes = self._open_lanes() if self._gates else self.lanes
+            if lanes == ():  # every lane served is at its cap: a send ending frees one
+                self._slot_free.clear()
+                await self._wait(self._slot_free.wait())
+                continue
             self._claiming, self._floor = True, min_priority
             self._asked += limit
             self._work.clear()  # the claim sees whatever was announced before it begins
             try:
-                claims = await self.store.claim(limit, self.settings.lease_seconds, min_priority)
+                claims = await self.store.claim(
+                    limit, self.settings.lease_seconds, min_priority, lanes
+                )
             except StoreUnavailable as exc:
                 failure: StoreUnavailable | None = exc
             else:
@@ -266,10 +294,13 @@ class Worker:
                 limit = min(free, self.settings.claim_batch)
                 if limit <= 0:
                     return
+                lanes = self._open_lanes() if self._gates else self.lanes
+                if lanes == ():
+                    return
                 self._asked += limit
                 try:
                     claims = await self.store.claim(
-                        limit, self.settings.lease_seconds, Priority.HIGH
+                        limit, self.settings.lease_seconds, Priority.HIGH, lanes
                     )
                 except StoreUnavailable:
                     return  # the claim loop meets the outage too, and backs off
@@ -285,9 +316,18 @@ class Worker:
         finally:
             self._rushing = None
 
+    def _open_lanes(self) -> tuple[str, ...] | None:
+        """The lanes to claim from: those served, less the capped ones at their cap."""
+        full = [lane for lane, held in self._held.items() if held >= self.caps[lane]]
+        if not full:
+            return self.lanes
+        return tuple(lane for lane in (self.lanes or CLAIMED_QUEUES) if lane not in full)
+
     def start(self, claim: Claim) -> None:
         """Send ``claim``; its slot is held until its outcome commits."""
         self._inflight[claim.id, claim.token] = claim
+        if self._gates and claim.queue in self._held:
+            self._held[claim.queue] += 1
         lease = self._leases.get(claim.token)
         if lease is None:
             lease = self._leases[claim.token] = self._lease_for(claim)
@@ -348,6 +388,9 @@ class Worker:
 
     def _ended(self, claim: Claim, lease: Lease) -> None:
         """An attempt is over (or was abandoned at shutdown)."""
+        if self._gates and claim.queue in self._held:
+            self._held[claim.queue] -= 1
+            self._slot_free.set()  # the lane may be claimed from again
         lease.left -= 1
         if not lease.left and not lease.expired:
             lease.close()
@@ -385,7 +428,12 @@ class Worker:
     # -- sending ------------------------------------------------------------
 
     async def _deliver(self, claim: Claim, lease: Lease, sender: asyncio.Task[None]) -> None:
-        outcome = await self.attempts.outcome(claim, lease, sender)
+        gate = self._gates.get(claim.queue) if self._gates else None
+        if gate is None:
+            outcome = await self.attempts.outcome(claim, lease, sender)
+        else:  # a capped lane: wait for one of its sends to end (the lease goes on)
+            async with gate:
+                outcome = await self.attempts.outcome(claim, lease, sender)
         # The slot stays taken until the outcome is committed (see _flush): a claim
         # whose outcome is not yet recorded would be sent again after a crash, so
         # it counts against the in-flight bound like a send in progress.

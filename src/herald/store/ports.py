@@ -102,12 +102,18 @@ class Queue(Protocol):
 
     @abc.abstractmethod
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
         """Lease up to ``limit`` due notifications, highest priority first, then earliest due.
 
         Each claimed row becomes PROCESSING with a new token; its history shows the
-        claim from then on (DESIGN 5). Paused queues are skipped.
+        claim from then on (DESIGN 5). Paused queues are skipped. ``queues`` (lane
+        names: ``email``, ``retry-1``...) takes rows from those lanes only, for a
+        worker that serves some lanes (``herald worker --channels``); None takes any.
         """
 
     @abc.abstractmethod

@@ -14,6 +14,7 @@ import orjson
 import structlog
 
 from ...models import (
+    ALL_QUEUES,
     CLAIMABLE,
     DLQ,
     Claim,
@@ -57,13 +58,20 @@ def due(row: Row, now: float) -> bool:
 
 
 def claim(
-    t: Tables, limit: int, lease_seconds: float, min_priority: Priority, now: float
+    t: Tables,
+    limit: int,
+    lease_seconds: float,
+    min_priority: Priority,
+    now: float,
+    queues: Sequence[str] | None = None,
 ) -> list[Claim]:
-    """Lease due rows, highest priority first then earliest due; paused lanes are skipped."""
+    """Lease due rows, highest priority first then earliest due; paused lanes are skipped,
+    and with ``queues`` every lane but those."""
+    skip = t.paused if queues is None else t.paused | (set(ALL_QUEUES) - set(queues))
     ready = [
         r
         for r in t.notifications.values()
-        if due(r, now) and r.priority >= min_priority and r.queue not in t.paused
+        if due(r, now) and r.priority >= min_priority and r.queue not in skip
     ]
     ready.sort(key=lambda r: (-r.priority, r.due_at, r.id))
     token = os.urandom(8).hex()
@@ -93,6 +101,7 @@ def claim(
                 suppressed=None if r.ignore_suppression else t.suppressed(r),
                 unsubscribable=t.unsubscribable(r.tenant_id, r.category),
                 max_retries=r.max_retries,
+                queue=r.queue,
             )
         )
     return claims

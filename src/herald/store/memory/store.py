@@ -210,9 +210,14 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
     # -- the queue ---------------------------------------------------------------------------
 
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
-        return queue.claim(self.tables, limit, lease_seconds, min_priority, self.clock())
+        now = self.clock()
+        return queue.claim(self.tables, limit, lease_seconds, min_priority, now, queues)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> int:
         return queue.complete(self.tables, outcomes, self.clock())

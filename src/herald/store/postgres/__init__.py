@@ -316,7 +316,11 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
     # -- the worker's side --------------------------------------------------
 
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
         now = time.time()
         # A big claim runs as several statements at once, on several connections:
@@ -325,7 +329,8 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
 
         async def claim_part(n: int) -> list[Claim]:
             return await self._pool.transaction(
-                lambda conn: jobs.claim(conn, n, lease_seconds, min_priority, now), single=True
+                lambda conn: jobs.claim(conn, n, lease_seconds, min_priority, now, queues),
+                single=True,
             )
 
         found = await asyncio.gather(*(claim_part(n) for n in sizes), return_exceptions=True)

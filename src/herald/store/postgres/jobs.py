@@ -155,10 +155,12 @@ async def insert_many(
 
 async def claim(
     conn: asyncpg.Connection, limit: int, lease_seconds: float, min_priority: Priority,
-    now: float,
+    now: float, queues: Sequence[str] | None = None,
 ) -> list[Claim]:  # fmt: skip
     token = os.urandom(8).hex()
-    rows = await conn.fetch(Q["claim"], token, now + lease_seconds, now, int(min_priority), limit)
+    lanes = None if queues is None else list(queues)
+    lease_until, priority = now + lease_seconds, int(min_priority)
+    rows = await conn.fetch(Q["claim"], token, lease_until, now, priority, limit, lanes)
     claims = [
         Claim(
             id=r["id"],
@@ -179,6 +181,7 @@ async def claim(
             suppressed=r["suppressed"],
             unsubscribable=r["unsubscribable"],
             max_retries=r["max_retries"],
+            queue=r["queue"],
         )
         for r in rows
     ]

