@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import phonenumbers
+
 
 class Status(enum.StrEnum):
     PENDING = "PENDING"
@@ -109,13 +111,27 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def suppression_key(recipient: str) -> str:
-    """How the suppression list spells a recipient: trimmed of spaces, ASCII letters lower-cased.
+    """How the suppression list spells a recipient: trimmed of spaces, ASCII letters lower-cased,
+    a phone number in E.164 (``+1 415 555 0123`` is ``+14155550123``).
 
     Only ASCII, because that is what SQL's ``lower`` does on every store (the
     claim compares ``lower(trim(recipient))`` with the list); addresses differing
-    in case are one mailbox in practice.
+    in case are one mailbox in practice. Notifications store phone numbers in
+    E.164 already, so the claim's spelling and this one agree.
     """
-    return recipient.strip(" ").translate(_ASCII_LOWER)
+    key = recipient.strip(" ").translate(_ASCII_LOWER)
+    return _e164(key) if key.startswith("+") else key
+
+
+def _e164(value: str) -> str:
+    """A valid phone number in E.164; anything else starting with ``+`` as given."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return value
+    if not phonenumbers.is_valid_number(number):
+        return value
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def canonical_queue(name: str) -> str | None:

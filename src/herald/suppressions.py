@@ -21,8 +21,6 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-import phonenumbers
-
 from .models import suppression_key
 from .store.receipts import REASONS, Suppression
 
@@ -56,19 +54,7 @@ def check_recipient(value: str) -> str:
     key = suppression_key(value)
     if not key:
         raise ValueError("must not be empty")
-    return _e164(key) if key.startswith("+") else key
-
-
-def _e164(value: str) -> str:
-    """A phone number as notifications store it (``+14155550123``), so ``+1 415 555 0123``
-    on the list matches them; anything else starting with ``+`` is kept as given."""
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        return value
-    if not phonenumbers.is_valid_number(number):
-        return value
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return key
 
 
 def check_category(value: str | None) -> str:

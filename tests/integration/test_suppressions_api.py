@@ -244,5 +244,7 @@ async def test_a_phone_number_is_listed_as_notifications_spell_it(herald: Any) -
         assert added.status_code == 201, added.text
         [entry] = (await listed(h))["suppressions"]
         assert entry["recipient"] == "+14155550123"
-        gone = await h.client.delete("/api/suppressions/+14155550123")
+        spaced = await listed(h, recipient="+1 415 555 0123")
+        assert spaced["pagination"]["totalItems"] == 1, "a lookup spells it as the list does"
+        gone = await h.client.delete("/api/suppressions/+1 415-555-0123")
         assert gone.status_code == 200, gone.text
