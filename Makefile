@@ -7,7 +7,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 PEERS  := .venv-peers
 PEERSTAMP := $(PEERS)/.installed
 
-.PHONY: up test lint typecheck bench lock clean haproxy chromium wrk peers-env
+.PHONY: up test lint typecheck bench lock clean haproxy chromium promtool wrk peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,17 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-test: lint typecheck haproxy chromium
+test: lint typecheck haproxy chromium promtool
 	$(BIN)/pytest -q
 
 # Debian packages some targets need: the HAProxy end-to-end test needs haproxy,
 # the dashboard's browser tests need chromium (Playwright drives it; its own
-# browser download is never used), the benchmarks need wrk. Installed here when
-# missing and we may (root); otherwise we stop and say what to run.
+# browser download is never used), the monitoring tests need promtool and
+# prometheus (package prometheus), the benchmarks need wrk. Installed here when
+# missing and we may (root); otherwise we stop and say what to run. The second
+# argument names the command to look for when it is not the package's name.
 define debian_package
-	@command -v $(1) >/dev/null 2>&1 || { \
+	@command -v $(or $(2),$(1)) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(1) (Debian package)"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(1); \
@@ -56,6 +58,9 @@ haproxy:
 
 chromium:
 	$(call debian_package,chromium)
+
+promtool:
+	$(call debian_package,prometheus,promtool)
 
 wrk:
 	$(call debian_package,wrk)

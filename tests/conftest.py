@@ -49,6 +49,28 @@ def _no_herald_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Undo what ``logs.configure`` did in this process (a CLI command run in-process calls
+    it): its root handler writes to the stream of the test that ran it, its loggers are
+    cached past ``structlog.testing.capture_logs``, and httpx's lines are held back."""
+    yield
+    import logging
+    import sys
+
+    import structlog
+
+    from herald import logs
+
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logs._Lines)]:
+        root.removeHandler(handler)
+    for name in logs.QUIET:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    sys.excepthook = sys.__excepthook__
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Every store test runs once per store implementation."""

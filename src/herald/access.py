@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 KEY_MARK = "hk_"
 #: How many characters of a key (its mark included) stay visible in lists.
@@ -174,13 +174,17 @@ class Principal:
     actor: str
     key_id: str | None = None
     rate: Rate | None = None
+    #: How the access log names the key: a stored key's public prefix (``key_prefix``),
+    #: ``HERALD_ADMIN_KEY`` for that one (whose first characters may be most of it);
+    #: None for a dashboard session or with authentication off.
+    prefix: str | None = None
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes
 
     def acting_for(self, tenant_id: str) -> Principal:
         """The same caller on another tenant's data (only ``admin`` may ask for it)."""
-        return Principal(tenant_id, self.scopes, self.actor, self.key_id, self.rate)
+        return replace(self, tenant_id=tenant_id)
 
 
 def new_key() -> str:

@@ -11,19 +11,43 @@ from typing import Any
 import click
 import orjson
 
-from . import keys_cli, ops, suppressions_cli, users_cli
+from . import backup, keys_cli, ops, preflight, suppressions_cli, users_cli
 from .config import Settings
 from .engine import Engine
+from .errors import ConfigError, StoreUnavailable
 from .httpserver import server_options
 from .logs import configure
 from .models import DEFAULT_TENANT, Channel, Priority
 
 
-def _settings(**overrides: Any) -> Settings:
+class Refused(click.ClickException):
+    """Settings that cannot work: one ``Error:`` line per problem, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        for line in self.message.splitlines():
+            click.echo(f"Error: {line}", err=True)
+
+
+def _settings(
+    options: dict[str, str] | None = None, serving: bool = False, reach: bool = True,
+    **overrides: Any,
+) -> Settings:  # fmt: skip
+    """The settings, checked: their values, the database (unless ``reach`` is False: a
+    command such as ``backup`` judges it itself and must not create it) and, for a process
+    that serves or delivers (``serving``), its providers. Anything wrong ends the command
+    (``Refused``)."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except Exception as exc:  # pydantic's message names the variable
-        raise click.ClickException(f"bad configuration:\n{exc}") from None
+        settings = preflight.load(overrides, options)
+        if reach:
+            preflight.reach_database(settings)
+        if serving:
+            configure(settings.log_level)  # what building the providers logs is JSON too
+            preflight.build_providers(settings)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    return settings
 
 
 def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> None:
@@ -56,10 +80,27 @@ def _serve(settings: Settings, deliver: bool, socket_fd: int | None = None) -> N
         sys.exit(3)  # as uvicorn.run does when the app cannot start
 
 
-@click.group()
+class _Commands(click.Group):
+    """Errors the commands share, said in one line: settings that cannot work (exit
+    status 2, as for a usage error) and a database lost while a command ran (1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise Refused(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"the database cannot be reached: {exc}") from None
+
+
+@click.group(cls=_Commands)
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """Herald: self-hosted notification delivery."""
+    """Herald: self-hosted notification delivery.
+
+    Exit status: 0 done; 1 not done (not found, refused, the database lost
+    while running); 2 a usage error or a setting that cannot work.
+    """
     ctx.ensure_object(dict)
     ctx.obj["settings"] = _settings
 
@@ -88,7 +129,7 @@ def up(
     that many API and worker processes (1 of each unless given), restarts any
     that dies, and stops them all gracefully on SIGTERM or SIGINT.
     """
-    settings = _settings(host=host, port=port)
+    settings = _settings(serving=True, host=host, port=port)
     configure(settings.log_level)
     if api_workers is None and delivery_workers is None:
         _serve(settings, deliver=True)
@@ -112,7 +153,7 @@ def up(
 @click.option("--socket-fd", type=int, default=None, hidden=True)  # set by `herald up`
 def api(host: str | None, port: int | None, socket_fd: int | None) -> None:
     """Run the HTTP API only; it stores notifications and delivers nothing."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(serving=True, host=host, port=port)
     configure(settings.log_level)
     _serve(settings, deliver=False, socket_fd=socket_fd)
 
@@ -139,20 +180,27 @@ def worker(channels: str | None, queues: str | None) -> None:
             if name.upper() not in Channel.__members__:
                 raise click.BadParameter(f"{name!r} is not a channel", param_hint="--channels")
     lanes = ",".join(filter(None, (channels, queues)))
-    settings = _settings(worker_queues=lanes or None)
+    settings = _settings({"worker_queues": "--channels/--queues"}, serving=True,
+                         worker_queues=lanes or None)  # fmt: skip
     configure(settings.log_level)
     _run_async(_worker(settings))
 
 
 async def _worker(settings: Settings) -> None:
+    from .scrape import open_door
+
     engine = Engine(settings, deliver=True)
     await engine.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stop_delivery)
+    door = None
     try:
+        door = await open_door(settings, engine.store)  # HERALD_METRICS_PORT
         await engine.wait()
     finally:
+        if door is not None:
+            await door.close()
         await engine.stop()
 
 
@@ -176,13 +224,15 @@ def migrate() -> None:
 @click.option(
     "--type",
     "channel",
-    type=click.Choice([c.value for c in Channel], case_sensitive=False),
+    type=ops.AnyCase([c.value for c in Channel]),
     default="EMAIL",
+    show_default=True,
 )
 @click.option("--to", "recipient", required=True, help="Address, number, token or URL.")
 @click.option("--subject", default=None)
 @click.option("--message", required=True)
-@click.option("--priority", type=click.Choice([p.name for p in Priority]), default="MEDIUM")
+@click.option("--priority", type=ops.AnyCase([p.name for p in Priority]), default="MEDIUM",
+              show_default=True)  # fmt: skip
 @click.option("--metadata", default=None, help="A JSON object.")
 @click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
 def send(
@@ -199,19 +249,19 @@ def send(
 
     from .api.schemas import NotificationIn
 
-    settings = _settings()
-    configure(settings.log_level)
+    try:
+        extra = orjson.loads(metadata) if metadata else {}
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="'--metadata'") from None
     try:
         body = NotificationIn(
-            type=Channel(channel),
-            recipient=recipient,
-            subject=subject,
-            message=message,
-            priority=priority,
-            metadata=orjson.loads(metadata) if metadata else {},
-        )
-    except (ValidationError, orjson.JSONDecodeError) as exc:
-        raise click.ClickException(str(exc)) from None
+            type=Channel(channel), recipient=recipient, subject=subject, message=message,
+            priority=priority, metadata=extra,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise click.UsageError("\n".join(_refusals(exc))) from None
+    settings = _settings()
+    configure(settings.log_level)
 
     async def run() -> None:
         from .api import present
@@ -229,6 +279,22 @@ def send(
     _run_async(run())
 
 
+#: The option that carries each field of a notification, for error messages.
+_OPTIONS = {"type": "--type", "recipient": "--to", "subject": "--subject", "message": "--message",
+            "priority": "--priority", "metadata": "--metadata"}  # fmt: skip
+
+
+def _refusals(exc: Any) -> list[str]:
+    """Each refusal of a notification's fields, naming the option instead of the field."""
+    said = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = str(error["loc"][0]) if error["loc"] else ""
+        said.append(f"Invalid value for '{_OPTIONS[field]}': {message}" if field in _OPTIONS
+                    else message)  # fmt: skip
+    return said
+
+
 def _run_async(coro: Any) -> None:
     try:
         import uvloop
@@ -242,6 +308,7 @@ for command in (ops.queues, ops.dlq, ops.stats, ops.clean, keys_cli.keys):
     main.add_command(command)
 main.add_command(users_cli.users)
 main.add_command(suppressions_cli.suppressions)
+main.add_command(backup.backup)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 from dataclasses import replace
+from email.utils import parseaddr
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -29,6 +30,12 @@ PolicyName = Literal["seed000", "seed002", "seed003", "seed004", "custom"]
 _MAILBOX = re.compile(
     r"[A-Za-z0-9!#$&'*+/=^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
 )
+#: A sender's address (``HERALD_SMTP_FROM``): a dot-atom, then a host name (letters of
+#: any script, as SMTPUTF8 allows), so no relay refuses it at MAIL FROM.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_SENDER = re.compile(rf"(?=.{{1,254}}$){_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -45,6 +52,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, validation_alias=_env("PORT"))
     instance: str = Field("", validation_alias=_env("INSTANCE"))
     log_level: str = Field("info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+    #: One line per HTTP request (``api/accesslog.py``), at ``info``.
+    access_log: bool = Field(True, validation_alias=_env("ACCESS_LOG"))
     max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
 
     smtp_host: str | None = Field(
@@ -197,6 +206,9 @@ class Settings(BaseSettings):
     # tenth of the lease, at most 5 s); an attempt is cut when the rest is spent.
     lease_margin: float | None = Field(None, ge=0, validation_alias=_env("LEASE_MARGIN"))
     sweep_interval: float = Field(5.0, gt=0, validation_alias=_env("SWEEP_INTERVAL"))
+    # A worker run on its own answers GET /metrics there (``scrape.py``); None: it does not.
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias=_env("METRICS_PORT"))
+    metrics_host: str = Field("127.0.0.1", validation_alias=_env("METRICS_HOST"))
     poll_interval: float = Field(0.05, gt=0, validation_alias=_env("POLL_INTERVAL"))
     shutdown_grace: float = Field(10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE"))
     cleanup_days: int = Field(
@@ -416,6 +428,22 @@ class Settings(BaseSettings):
         from .access import parse_rate
 
         parse_rate(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().lower() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return value.strip().lower()
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if _SENDER.fullmatch(parseaddr(value)[1]) is None:
+            raise ValueError(
+                "expected an address such as noreply@example.com or Herald <noreply@example.com>"
+            )
         return value
 
     @field_validator("public_url")

@@ -5,11 +5,20 @@ mailbox needs the store) but no worker; ``herald worker`` has no HTTP server;
 ``herald up`` has both, sharing one store and so one group-commit writer.
 Its background loops run under one ``Supervisor``, whose liveness
 ``/api/health`` reports.
+
+Breaker states are kept in the store per process (``process``: the instance
+name and a boot id), for every API process to show. A delivering process
+beats its heartbeat every ``HEARTBEAT_EVERY`` seconds; its breakers are shown
+while that heartbeat is younger than ``LIVE_FOR``, and go when it stops (or,
+if it died, when the next worker prunes them), so a process restarted under
+the same name never shows its predecessor's open breakers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 
 import structlog
@@ -32,6 +41,11 @@ from .unsubscribe import Links
 
 log = structlog.get_logger("herald.engine")
 
+#: Seconds between a delivering process's heartbeats.
+HEARTBEAT_EVERY = 5.0
+#: A process whose heartbeat is older than this is gone: its breakers are not shown.
+LIVE_FOR = 20.0
+
 
 class Engine:
     def __init__(self, settings: Settings, *, deliver: bool, store: Store | None = None) -> None:
@@ -43,11 +57,14 @@ class Engine:
         self.policy = settings.policy()
         self.max_attempts = self.policy.default.max_attempts
         self.started_at = time.time()
+        #: This process, as its breaker rows and heartbeat name it.
+        self.process = f"{settings.instance}#{secrets.token_hex(4)}"
         self.providers: ProviderSet | None = None
         self.worker: Worker | None = None
         self.links: Links | None = None  # set by ``start``
         self._worker_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.loops = Supervisor()
         # Started by an API process's lifespan: only the API admits new work.
@@ -72,6 +89,7 @@ class Engine:
             self._retention_task = self.loops.spawn(
                 "retention", lambda live: retention.run_forever(self.store, self.settings, live)
             )
+            self._heartbeat_task = self.loops.spawn("heartbeat", self._beat)
         seed_env.announce(self.settings)  # the seed variables ignored, channels captured
         log.info("engine_started", deliver=self.deliver, instance=self.settings.instance)
 
@@ -85,7 +103,7 @@ class Engine:
 
     def _breaker_changed(self, breaker: Breaker, now: BreakerStateName) -> None:
         state = BreakerState(self.settings.instance, breaker.name, now.value,
-                             breaker.failures, time.time())  # fmt: skip
+                             breaker.failures, time.time(), self.process)  # fmt: skip
         log.warning("breaker_changed", provider=breaker.name, state=state.state,
                     failures=breaker.failures)  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._record(state))
@@ -98,6 +116,23 @@ class Engine:
         except StoreUnavailable:
             log.warning("breaker_unrecorded", provider=state.provider, state=state.state)
 
+    async def _beat(self, live: Liveness) -> None:
+        """Keep this process's breakers shown; drop those of processes gone silent."""
+        while True:
+            try:
+                await self.store.heartbeat(self.process)
+                await self.store.prune_processes(time.time() - LIVE_FOR)
+            except StoreUnavailable as exc:
+                log.warning("heartbeat_unrecorded", error=str(exc))
+            else:
+                live.ok()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    async def breakers(self) -> list[BreakerState]:
+        """Every live process's breakers (what health, providers and the dashboard show)."""
+        found: list[BreakerState] = await self.store.breakers(time.time() - LIVE_FOR)
+        return found
+
     async def commit_problem(self) -> str | None:
         """Why the store cannot commit now (disk full, read-only, unreachable), or None.
 
@@ -109,7 +144,7 @@ class Engine:
             if time.monotonic() - checked < 1.0:
                 return problem
             try:
-                await self.store.heartbeat(self.settings.instance)
+                await self.store.heartbeat(self.process)
                 problem = None
             except Exception as exc:  # any failure to commit is the answer, not a crash
                 problem = _commit_problem(exc)
@@ -141,6 +176,11 @@ class Engine:
             await asyncio.gather(self._retention_task, return_exceptions=True)
         if self._worker_task is not None:
             await self._worker_task
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            with contextlib.suppress(StoreUnavailable):  # then they expire with the heartbeat
+                await self.store.end_process(self.process)
         if self.providers is not None:
             await self.providers.close()
         await self.store.close()

@@ -83,12 +83,19 @@ class Throttled(DeliveryError):
 
     Raised by a pacer, an open or busy breaker, or a provider whose pool
     stayed full (SMTP). ``wait`` says how long to hold off; the worker puts
-    the notification back without spending an attempt.
+    the notification back without spending an attempt, and its history shows
+    the message (``smtp circuit open after 10 consecutive failures; …``), so
+    ``reason`` says which of these it was. ``cause`` is one of
+    ``models.DEFER_CAUSES``, for the metrics.
     """
 
-    def __init__(self, provider: str, wait: float, reason: str = "is rate limited") -> None:
-        super().__init__(f"{provider} {reason} for {wait:.1f}s", provider=provider)
+    def __init__(
+        self, provider: str, wait: float, reason: str = "is rate limited",
+        cause: str = "rate_limit",
+    ) -> None:  # fmt: skip
+        super().__init__(f"{provider} {reason}", provider=provider)
         self.wait = wait
+        self.cause = cause
 
 
 class TransientError(DeliveryError):

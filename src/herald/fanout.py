@@ -93,6 +93,8 @@ class Plan:
     renders: list[Render]
     secrets: list[str]
     rendered: list[Rendered | None] = field(default_factory=list)
+    #: The HTTP request that sent the event, which its notifications keep.
+    request_id: str | None = None
 
     def render_builtins(self, budget: Budget | None = None) -> Plan:
         """Render the targets whose template is built in, in this thread (``Renderer``)."""
@@ -130,6 +132,7 @@ class Plan:
                     channel=render.target.channel, recipient=render.recipient, body=message.body,
                     subject=message.subject, html=message.html, priority=render.target.priority,
                     metadata=metadata, tenant_id=self.event.tenant_id,
+                    request_id=self.request_id,
                 )
             )  # fmt: skip
         return Prepared(self.event, items)
@@ -188,12 +191,14 @@ def plan_event(
     templates: Mapping[str, Sequence[Template]],
     links_base: str,
     now: float | None = None,
+    request_id: str | None = None,
 ) -> Plan:
     """Scrub and hash the event's data and resolve every target, or raise the first problem.
 
     ``templates`` holds the variants of each target's template name;
-    ``links_base`` is the URL that verification links start with. CPU-bound
-    (scrypt): the API runs it in a thread.
+    ``links_base`` is the URL that verification links start with; ``request_id``
+    is the HTTP request's, kept on the notifications. CPU-bound (scrypt): the
+    API runs it in a thread.
     """
     now = time.time() if now is None else now
     event_id = new_id(now)
@@ -236,7 +241,7 @@ def plan_event(
         verify_hash=verify_hash,
         created_at=now,
     )
-    return Plan(event, renders, scrubbed.secrets, [None] * len(renders))
+    return Plan(event, renders, scrubbed.secrets, [None] * len(renders), request_id)
 
 
 def scrub(data: Mapping[str, Any], *, hash_fields: set[str], redact_fields: set[str]) -> Scrubbed:

@@ -11,7 +11,9 @@ header byte a second. ``bounded_protocol`` subclasses it:
   connection opened or the previous request ended, or a body not received
   within ``HERALD_BODY_TIMEOUT`` (30 s) after its head, closes the connection;
 - ``HERALD_MAX_CONNECTIONS`` is uvicorn's own ``limit_concurrency``: past it, new
-  requests get ``503``.
+  requests get ``503``;
+- at shutdown, answers that never end by themselves (the dashboard's event
+  streams) are told to end first: uvicorn would wait for them up to its grace.
 
 Behind HAProxy the same limits belong at the proxy as well
 (``timeout http-request``, ``tune.bufsize``, ``maxconn``; see deploy/haproxy.cfg).
@@ -100,6 +102,15 @@ class _Bounded(HttpToolsProtocol):
         if not self._refused:
             super().on_message_complete()
 
+    def shutdown(self) -> None:
+        # uvicorn waits for every open response before it stops: those that never end
+        # on their own (the dashboard's event streams) are told to end first. The app's
+        # lifespan hands the means over in its state (``dashboard.live.CLOSING``).
+        closing = self.app_state.get("herald.closing")
+        if callable(closing):
+            closing()
+        super().shutdown()
+
     def _arm(self, seconds: float) -> None:
         self._disarm()
         self._timer = self.loop.call_later(seconds, self._expired)
@@ -148,6 +159,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "loop": "uvloop",
         "http": bounded_protocol(settings),
         "log_level": settings.log_level.lower(),
+        # Herald's own: its JSON lines (logs.configure) and its access log (api/accesslog.py).
+        "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.shutdown_grace) + 5,
         "limit_concurrency": settings.max_connections,

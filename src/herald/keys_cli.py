@@ -17,7 +17,7 @@ from rich.table import Table
 from .access import Scope, check_tenant, parse_rate, parse_scopes
 from .api.present import iso
 from .models import DEFAULT_TENANT
-from .ops import run, settings_from
+from .ops import limit_option, run, settings_from, show_more
 
 console = Console()
 err = Console(stderr=True)
@@ -79,10 +79,12 @@ def create(
 @keys.command(name="list")
 @click.option("--tenant", default=None, callback=_tenant, help="Only this tenant's keys.")
 @click.option("--revoked", is_flag=True, help="Include revoked keys.")
+@limit_option(100)
 @click.pass_context
-def list_keys(ctx: click.Context, tenant: str | None, revoked: bool) -> None:
-    """Show keys: prefix, name, tenant, scopes, created, last used, expiry."""
-    found = run(settings_from(ctx), lambda s: s.access.keys(tenant, revoked))
+def list_keys(ctx: click.Context, tenant: str | None, revoked: bool, limit: int) -> None:
+    """Show keys, oldest first: prefix, name, tenant, scopes, created, last used, expiry."""
+    every = run(settings_from(ctx), lambda s: s.access.keys(tenant, revoked))
+    found = every[:limit]
     table = Table(title="API keys")
     columns = ["prefix", "name", "tenant", "scopes", "created", "last used", "expires"]
     for column in [*columns, "revoked"] if revoked else columns:
@@ -93,6 +95,7 @@ def list_keys(ctx: click.Context, tenant: str | None, revoked: bool) -> None:
                _when(k.expires_at) or "never"]  # fmt: skip
         table.add_row(*row, _when(k.revoked_at)) if revoked else table.add_row(*row)
     console.print(table)
+    show_more(len(found), len(every))
 
 
 def _when(ts: float | None) -> str | None:

@@ -224,6 +224,8 @@ class NewNotification:
     ignore_suppression: bool = False
     #: Fewer retries than its channel's ladder gives (``maxRetries``); None: the ladder's.
     max_retries: int | None = None
+    #: The HTTP request that created it (``X-Request-Id``), to find it in the logs.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,7 @@ class Notification:
     category: str | None = None
     ignore_suppression: bool = False
     max_retries: int | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,14 +348,24 @@ class Dead:
     callback: str | None = None
 
 
+#: Why an attempt was deferred, in few words (``notifications_deferred_total{reason}``):
+#: a pacer's rate limit, an open (or busy half-open) breaker, a provider with no free
+#: session, the store out of reach, or the lease's deadline reached before any send.
+DEFER_CAUSES = ("rate_limit", "breaker_open", "provider_busy", "store_unavailable", "deadline")
+
+
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Not attempted (a rate limit or an open breaker): back to QUEUED, the attempt unspent."""
+    """Not attempted (a rate limit or an open breaker): back to QUEUED, the attempt unspent.
+
+    ``reason`` is the whole story, for the history; ``cause`` one of ``DEFER_CAUSES``.
+    """
 
     claim: Claim
     reason: str
     due_at: float
     at: float
+    cause: str = "rate_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +409,22 @@ class Stats:
     average_processing_ms: float
     success_rate: float
     by_channel_status: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """What ``GET /api/metrics`` reads from the store at each scrape, over every tenant."""
+
+    by_status: dict[str, int]
+    #: Per lane: rows waiting (due or not) and being sent (``queue_depth``).
+    depth: dict[str, int]
+    #: Per (lane, priority name): rows due and not yet claimed.
+    waiting: dict[tuple[str, str], int]
+    #: Per lane: the earliest due time among its rows due and not yet claimed.
+    oldest_due: dict[str, float]
+    dlq: int
+    #: Delivery worker processes seen lately (``Coordination.worker_seen``).
+    workers: int
 
 
 @dataclass(frozen=True, slots=True)

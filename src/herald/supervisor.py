@@ -13,21 +13,31 @@ Each child names itself ``<instance>/api-<i>`` or ``<instance>/worker-<i>``
 (``HERALD_INSTANCE``), so ``X-Herald-Instance`` and breaker states say which
 process answered. The processes share one store: on SQLite they take turns
 at its writer lock; PostgreSQL is the store for more than one host.
+
+Metrics: the supervisor makes a fresh private directory (mode 0700, empty)
+and hands it to every child as ``PROMETHEUS_MULTIPROC_DIR``, where each keeps
+its counters, histograms and gauges (``metrics.py``), so a scrape of any API
+process shows every process's. A child that exits is marked dead there (its
+live gauges go; its counts stay, they happened), and the directory is removed
+when the supervisor exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
+from prometheus_client import multiprocess
 
 from .config import Settings
 from .store import open_store
@@ -74,6 +84,7 @@ class Supervisor:
         self.delivery_workers = delivery_workers
         self.children: list[Child] = []
         self._stopping = False
+        self.metrics_dir = ""  # made by ``run``
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; the exit code is 0 when every child stopped cleanly."""
@@ -81,6 +92,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         listener = self._bind() if self.api_workers else None
+        self.metrics_dir = tempfile.mkdtemp(prefix="herald-metrics-")
         try:
             self.children = self._plan(listener)
             for child in self.children:
@@ -90,6 +102,7 @@ class Supervisor:
                 api_workers=self.api_workers,
                 delivery_workers=self.delivery_workers,
                 port=self.settings.port if listener else None,
+                metrics_dir=self.metrics_dir,
             )
             while not self._stopping:
                 self._watch()
@@ -98,6 +111,7 @@ class Supervisor:
         finally:
             if listener is not None:
                 listener.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
@@ -115,6 +129,7 @@ class Supervisor:
             **os.environ,
             "HERALD_HOST": self.settings.host,
             "HERALD_PORT": str(self.settings.port),
+            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
         }
         command = [sys.executable, "-m", "herald.cli"]
         children = []
@@ -141,6 +156,8 @@ class Supervisor:
             if code is None:
                 continue
             child.exits.append(code)
+            # Its live gauges go (its in-flight sends are no more); its counts stay.
+            multiprocess.mark_process_dead(child.process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             stable = now - child.started_at >= STABLE_AFTER
             child.pause = RESTART_PAUSE if stable else min(child.pause * 2, RESTART_PAUSE_MAX)
             pause = 0.0 if stable else child.pause

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .access import MAX_PASSWORD, Role, check_tenant, hash_password
 from .api.present import iso
-from .ops import run, settings_from
+from .ops import limit_option, run, settings_from, show_more
 from .store.access import UserExists
 
 MIN_PASSWORD = 10
@@ -95,10 +95,12 @@ def create(ctx: click.Context, tenant: str, role: str, password_stdin: bool, ema
 
 @users.command(name="list")
 @click.option("--tenant", default=None, callback=_tenant, help="Only this tenant's users.")
+@limit_option(100)
 @click.pass_context
-def list_users(ctx: click.Context, tenant: str | None) -> None:
+def list_users(ctx: click.Context, tenant: str | None, limit: int) -> None:
     """Every user (or one tenant's), by email."""
-    found = run(settings_from(ctx), lambda s: s.access.users(tenant))
+    every = run(settings_from(ctx), lambda s: s.access.users(tenant))
+    found = every[:limit]
     table = Table(title="Dashboard users")
     for column in ("email", "tenant", "role", "disabled", "created", "last login"):
         table.add_column(column)
@@ -107,6 +109,7 @@ def list_users(ctx: click.Context, tenant: str | None) -> None:
                       "[bold red]disabled[/]" if user.disabled else "",
                       iso(user.created_at) or "", iso(user.last_login_at) or "never")  # fmt: skip
     console.print(table)
+    show_more(len(found), len(every))
 
 
 def _set_disabled(ctx: click.Context, email: str, disabled: bool) -> None:

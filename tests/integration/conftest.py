@@ -28,6 +28,7 @@ class Running:
     client: httpx.AsyncClient
     engine: Engine
     url: str
+    app: Any = None
 
     async def wait_status(self, notification_id: str, *statuses: str, timeout: float = 10) -> Any:
         """Poll GET /api/notifications/{id} until its status is one of ``statuses``."""
@@ -70,7 +71,7 @@ async def serve(tmp_path: Path, deliver: bool = True, **overrides: Any) -> Async
         serve_app(app, settings.port, settings) as url,
         httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client,
     ):
-        yield Running(client, app.state.engine, url)
+        yield Running(client, app.state.engine, url, app)
 
 
 Serve = Callable[..., Awaitable[Running]]

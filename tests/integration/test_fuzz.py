@@ -1,4 +1,10 @@
-"""Schema-based fuzzing of every route: no 5xx, and every answer matches the OpenAPI document."""
+"""Schema-based fuzzing of every route: no 5xx, and every answer matches the OpenAPI document.
+
+Two passes: bodies and parameters the document describes, and, for every
+operation that takes a body, bodies that are not JSON at all (broken JSON,
+bytes that are not UTF-8, text, forms) under JSON's media type and others.
+Either way an answer whose status the document does not list fails.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import checks
 
 from tests import pg
@@ -91,3 +98,33 @@ def test_no_route_fails_or_breaks_its_schema(herald_url: str) -> None:
             check()
         except Exception as exc:
             raise AssertionError(f"{operation.label}: {exc}") from exc
+
+
+#: Bodies a client may send that are not JSON, and the media types it may claim for them.
+NOT_JSON = st.one_of(
+    st.sampled_from([b"{not json", b"", b"\xff\xfe\x00", b"[1, 2", b'{"a": 1}}', b"null x"]),
+    st.binary(max_size=64),
+    st.text(max_size=64).map(str.encode),
+)
+CLAIMED = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
+                           "application/octet-stream", "application/problem+json"])  # fmt: skip
+
+
+def test_bodies_that_are_not_json_get_documented_answers(herald_url: str) -> None:
+    api = schemathesis.openapi.from_url(f"{herald_url}/openapi.json", headers=AUTH)
+    operations = [result.ok() for result in api.get_all_operations()]
+    writes = [o for o in operations if o.method.upper() in ("POST", "PUT", "PATCH")]
+    assert len(writes) >= 13, "every operation that takes a body"
+    for operation in writes:
+
+        @given(case=operation.as_strategy(), body=NOT_JSON, claimed=CLAIMED)
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)  # fmt: skip
+        def check(case: Any, body: bytes, claimed: str) -> None:
+            headers = {**AUTH, "Content-Type": claimed}
+            case.call_and_validate(base_url=herald_url, checks=CHECKS, headers=headers, data=body)
+
+        try:
+            check()
+        except Exception as exc:
+            raise AssertionError(f"{operation.label} with a body that is not JSON: {exc}") from exc

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from herald.models import Channel, Dead, NewNotification, Priority, Sent
@@ -199,6 +200,31 @@ async def test_idempotency_key_under_parallel_requests(herald: Any) -> None:
             "totalItems"
         ]
         assert total == 4
+
+
+async def test_an_idempotency_key_compares_the_document_not_its_bytes(herald: Any) -> None:
+    """A client whose JSON library orders keys differently on its retry, escapes other
+    characters or indents, sends the same request: it gets the first answer."""
+    body = {**EMAIL, "message": "café", "metadata": {"order": 42, "tags": {"b": 1, "a": [2, 3]}}}
+    respelled = (
+        '{\n  "metadata": {"tags": {"a": [2, 3], "b": 1}, "order": 42},\n'
+        '  "message": "caf\\u00e9", "subject": "s", "recipient": "a@example.com",\n'
+        '  "type": "EMAIL"\n}'
+    )
+    assert orjson.loads(respelled) == body
+    async with herald(deliver=False) as h:
+        headers = {"Idempotency-Key": "order-43", "Content-Type": "application/json"}
+        first = await h.client.post("/api/notifications", content=orjson.dumps(body),
+                                    headers=headers)  # fmt: skip
+        assert first.status_code == 201, first.text
+        again = await h.client.post("/api/notifications", content=respelled, headers=headers)
+        assert again.status_code == 201, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.content == first.content
+        other = {**body, "metadata": {"order": 42.5, "tags": {"b": 1, "a": [2, 3]}}}
+        changed = await h.client.post("/api/notifications", json=other, headers=headers)
+        assert changed.status_code == 422, "a value changed: another request"
+        assert changed.json()["errors"][0]["field"] == "header.idempotency-key"
 
 
 async def test_retention_removes_old_sent_and_keeps_failed(store: Store) -> None:

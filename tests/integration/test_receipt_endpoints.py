@@ -48,6 +48,7 @@ from herald.store.base import ListFilter, Store
 from tests import pg
 from tests.conftest import make_settings
 from tests.integration.fakehttp import FakeServer, Reply, Seen, fake_server
+from tests.scrape import Scrape
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:herald-ses"
 TWILIO_TOKEN = "twilio-auth-token-for-receipts-0123"
@@ -499,6 +500,41 @@ async def test_a_sendgrid_batch_is_applied_at_once(herald: Any, sns: SnsServer) 
         assert (data["events"], data["matched"], data["unknown"], data["changed"]) == (5, 4, 1, 3)
         got = [(await state(store, "default", n))[0] for n in notes]
         assert got == [Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED]
+
+
+@pytest.mark.every_store
+async def test_receipts_count_each_status_move_the_store_applied(
+    herald: Any, sns: SnsServer
+) -> None:
+    grid, twilio = SendGrid(), Twilio()
+    async with herald(deliver=False, **configured(sns)) as h:
+        store = h.engine.store
+        ids = [grid.new_id() for _ in range(3)]
+        for message_id in ids:
+            await sent(store, grid, message_id)
+        sms = twilio.new_id()
+        await sent(store, twilio, sms)
+        start = Scrape((await h.client.get("/api/metrics")).text)
+        events = [grid.event(ids[0], "delivered"), grid.event(ids[1], "bounce"),
+                  grid.event(ids[2], "delivered"), grid.event(ids[2], "spamreport")]  # fmt: skip
+        assert (await deliver(h.url, grid.batch(events))).status_code == 200
+        assert (await deliver(h.url, twilio.post(h.url, sms, "undelivered"))).status_code == 200
+        middle = Scrape((await h.client.get("/api/metrics")).text)
+        # A late duplicate moves nothing, so counts nothing.
+        assert (await deliver(h.url, grid.post(h.url, ids[0], "delivered"))).status_code == 200
+        end = Scrape((await h.client.get("/api/metrics")).text)
+
+    def moved(found: Scrape) -> dict[str, float]:
+        names = [("delivered", "EMAIL"), ("bounced", "EMAIL"), ("complained", "EMAIL"),
+                 ("undelivered", "SMS")]  # fmt: skip
+        return {
+            kind: found.count(f"notifications_{kind}_total", type=channel)
+            - start.count(f"notifications_{kind}_total", type=channel)
+            for kind, channel in names
+        }
+
+    assert moved(middle) == {"delivered": 2, "bounced": 1, "complained": 1, "undelivered": 1}
+    assert moved(end) == moved(middle)
 
 
 async def test_a_moved_status_is_reported_to_the_default_callback(

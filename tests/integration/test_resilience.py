@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 
+from herald import engine
 from tests.conftest import free_port
 from tests.integration.fakehttp import Reply, Seen, fake_server
 from tests.integration.test_delivery import Sink
@@ -192,3 +194,88 @@ async def test_a_crashing_loop_is_restarted_and_health_says_so(herald: Any) -> N
         assert reply.status_code == 200, reply.text
         well = reply.json()["loops"]["sweeper"]
         assert well["state"] == "running" and well["lastSuccessAt"] > well["lastErrorAt"]
+
+
+FAILING = {"email_providers": ["fault"], "fault_failure_rate": 1.0, "fault_error": "transient",
+           "breaker_threshold": 1, "instance": "worker-1"}  # fmt: skip
+OPEN = "breaker-open"  # the dashboard's badge for an open breaker
+
+
+async def open_breaker(h: Any) -> None:
+    """Send through the failing provider until this process reports its breaker open."""
+    await h.client.post("/api/notifications", json=EMAIL)
+    deadline = time.monotonic() + 10
+    while (await h.client.get("/api/health")).json()["services"].get(
+        "provider:fault@worker-1"
+    ) != "breaker open":
+        assert time.monotonic() < deadline, "the breaker never opened"
+        await asyncio.sleep(0.02)
+
+
+async def shown(h: Any) -> tuple[list[str], list[Any], bool]:
+    """The breakers health, /api/providers and the dashboard show."""
+    health = (await h.client.get("/api/health")).json()["services"]
+    providers = (await h.client.get("/api/providers")).json()["data"]
+    page = (await h.client.get("/dashboard")).text
+    return ([k for k in health if k.startswith("provider:")],
+            [b for p in providers for b in p["breakers"]], OPEN in page)  # fmt: skip
+
+
+async def test_a_restarted_process_shows_none_of_its_predecessors_breakers(
+    herald: Any, database_url_for_herald: str
+) -> None:
+    settings = {**FAILING, "database_url": database_url_for_herald}
+    async with herald(**settings) as first:
+        await open_breaker(first)
+        health, providers, page = await shown(first)
+        assert health == ["provider:fault@worker-1"] and page
+        assert [(b["instance"], b["state"]) for b in providers] == [("worker-1", "open")]
+    async with herald(**settings) as second:  # the same name, the same database
+        assert await shown(second) == ([], [], False)
+
+
+async def test_a_crashed_process_s_breakers_expire_with_its_heartbeat(
+    herald: Any, database_url_for_herald: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that died never ends its rows: they go once its heartbeat is stale."""
+    monkeypatch.setattr(engine, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(engine, "LIVE_FOR", 0.5)
+    settings = {**FAILING, "database_url": database_url_for_herald}
+    async with herald(**settings) as first:
+        await open_breaker(first)
+
+        async def crashed(process: str) -> None:  # a killed process cleans nothing up
+            pass
+
+        monkeypatch.setattr(first.engine.store, "end_process", crashed)
+    async with herald(**settings) as second:
+        deadline = time.monotonic() + 5
+        while (now := await shown(second)) != ([], [], False):
+            assert time.monotonic() < deadline, f"still shown: {now}"
+            await asyncio.sleep(0.05)
+        await open_breaker(second)  # its own breaker, shown as usual
+        health, providers, _ = await shown(second)
+        assert health == ["provider:fault@worker-1"] and len(providers) == 1
+
+
+async def deferrals(h: Any, notification_id: str) -> list[str]:
+    """The history lines of the times nothing went out."""
+    logs = (await h.client.get(f"/api/notifications/{notification_id}")).json()["data"]["logs"]
+    return [log["message"] for log in logs if log["message"].startswith("Not attempted")]
+
+
+async def test_an_open_breaker_is_named_in_the_history_not_called_a_rate_limit(
+    herald: Any,
+) -> None:
+    async with herald(**FAILING) as h:
+        await open_breaker(h)
+        held = (await h.client.post("/api/notifications", json=EMAIL)).json()["data"]["_id"]
+        deadline = time.monotonic() + 10
+        while not (deferred := await deferrals(h, held)):
+            assert time.monotonic() < deadline, "never deferred"
+            await asyncio.sleep(0.02)
+    assert re.fullmatch(
+        r"Not attempted: fault circuit open after 1 consecutive failure; next trial at "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ; back in the queue for \d+\.\ds",
+        deferred[0],
+    ), deferred

@@ -697,8 +697,14 @@ async def test_an_international_domain_goes_as_punycode_without_smtputf8(
 
 
 def test_a_sender_that_cannot_be_used_fails_at_start(provider: ProviderFactory) -> None:
-    with pytest.raises(ConfigError, match="HERALD_SMTP_FROM"):
-        provider(free_port(), smtp_from="Herald <no reply@example.com>")
+    for sender in ("Herald <no reply@example.com>", "@@@", "Herald <herald@>"):
+        with pytest.raises(ValueError, match=r"expected an address such as noreply@example\.com"):
+            provider(free_port(), smtp_from=sender)  # refused by the settings, before any send
+
+
+def test_smtp_without_a_host_fails_at_start(provider: ProviderFactory) -> None:
+    with pytest.raises(ConfigError, match="names smtp, which needs HERALD_SMTP_HOST"):
+        provider(free_port(), smtp_host=None)  # never a silent localhost:587
 
 
 async def test_a_notification_that_cannot_get_a_session_in_time_goes_back_unspent(

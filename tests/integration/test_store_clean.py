@@ -67,6 +67,10 @@ async def test_clean_queue_takes_one_tenants_old_rows_of_one_lane_oldest_first(
 
     assert await store.clean_queue("a", "email", DONE, time.time() - 3600, 100) == 0
     later = time.time() + 1
+    counts = [await store.count_old(later, DONE, "a", lane) for lane in ("email", "sms", "dlq")]
+    assert counts == [3, 1, 0], "a dry run counts what would go, and deletes nothing"
+    assert await store.count_old(later, (Status.FAILED,), "a", "dlq") == 1
+    assert await store.count_old(later, DONE, "a", "email") == 3
     assert await store.clean_queue("a", "email", DONE, later, 2) == 2, "at most the limit"
     assert not await exists(store, "a", first) and not await exists(store, "a", second)
     assert await exists(store, "a", third), "the oldest go first"
@@ -92,10 +96,27 @@ async def test_clean_takes_failed_rows_only_when_asked(store: Store) -> None:
     sent, dead, theirs = await store.create([note(0, "a"), note(1, "a"), note(2, "b")])
     await settle(store, [sent], [dead, theirs])
     later = time.time() + 1
+    assert await store.count_old(later, (Status.FAILED,)) == 2, "every tenant's"
+    assert await store.count_old(later) == 1 and await store.count_old(time.time() - 3600) == 0
     assert await store.clean(time.time() - 3600, statuses=(Status.FAILED,)) == 0
     assert await store.clean(later, batch=1, statuses=(Status.FAILED,)) == 2, "every tenant's"
     assert await exists(store, "a", sent) and not await exists(store, "b", theirs)
     assert await store.clean(later) == 1
+
+
+async def test_ids_are_found_by_their_beginning_in_one_tenant(store: Store) -> None:
+    made = await store.create([note(n, "a") for n in range(3)])
+    [theirs] = await store.create([note(9, "b")])
+    ids = sorted(n.id for n in made)
+    common = ids[0]
+    while not ids[-1].startswith(common):  # made together, they begin with the same time
+        common = common[:-1]
+    assert await store.ids_starting("a", common, 10) == ids
+    assert await store.ids_starting("a", common, 2) == ids[:2]
+    assert await store.ids_starting("a", ids[1], 10) == [ids[1]]
+    assert await store.ids_starting("a", ids[1][:-1] + "g", 10) == [], "no such id"
+    assert await store.ids_starting("a", theirs.id[:20], 10) == [], "another tenant's"
+    assert await store.ids_starting("b", theirs.id[:20], 10) == [theirs.id]
 
 
 async def test_trim_sent_keeps_each_tenants_newest(store: Store) -> None:

@@ -235,7 +235,7 @@ async def test_stale_completion_is_ignored(store: Store) -> None:
     [n] = await store.create([email(1)])
     [first] = await store.claim(1, 0.05)
     await asyncio.sleep(0.1)
-    assert await store.sweep(max_attempts=6) == 1
+    assert (await store.sweep(max_attempts=6)).expired == 1
     [second] = await store.claim(1, 30)
     assert second.token != first.token and second.attempts == 2
     now = time.time()
@@ -250,7 +250,8 @@ async def test_sweep_buries_a_row_that_stalls_on_its_last_attempt(store: Store) 
     [n] = await store.create([email(1)])
     await store.claim(1, 0.01)
     await asyncio.sleep(0.05)
-    assert await store.sweep(max_attempts=1) == 1
+    swept = await store.sweep(max_attempts=1)
+    assert (swept.expired, swept.buried) == (1, (Channel.EMAIL,))  # the failed counter's
     got = await store.get("default", n.id)
     assert got is not None and (got.status, got.queue) == (Status.FAILED, "dlq")
 
@@ -354,7 +355,7 @@ async def test_history_keeps_every_retry_defer_stall_replay_and_cancel(store: St
     [third] = await store.claim(1, 0.01)
     assert third.attempts == 2, "the deferral gave its attempt back"
     await asyncio.sleep(0.05)
-    assert await store.sweep(max_attempts=6) == 1
+    assert (await store.sweep(max_attempts=6)).expired == 1
     await step([(Status.PROCESSING, records.CLAIMED), (Status.QUEUED, "Stalled")])
     [fourth] = await store.claim(1, 30)
     await store.complete([Dead(fourth, "smtp", "550 no such user", True, time.time())])
@@ -376,7 +377,7 @@ async def test_a_stale_completion_changes_nothing(store: Store) -> None:
     created = await store.create([email(i) for i in range(4)])
     stale = {c.id: c for c in await store.claim(10, 0.01)}
     await asyncio.sleep(0.05)
-    assert await store.sweep(max_attempts=6) == 4
+    assert (await store.sweep(max_attempts=6)).expired == 4
     fresh = await store.claim(10, 30)
     assert len(fresh) == 4
     before = [(await store.get("default", n.id), await store.audit("default", n.id))
@@ -412,7 +413,7 @@ async def test_a_stalled_then_replayed_history(store: Store) -> None:
     [n] = await store.create([email(1)])
     await store.claim(1, 0.01)
     await asyncio.sleep(0.05)
-    assert await store.sweep(max_attempts=1) == 1
+    assert (await store.sweep(max_attempts=1)).expired == 1
     assert await store.replay("default", [n.id], None, "ops") == [n.id]
     trail = [(e.status.value, e.message, e.metadata) for e in await store.audit("default", n.id)]
     assert trail[2:] == [
@@ -448,3 +449,42 @@ async def test_the_dlq_filter_pages_counts_and_replays_oldest_first(store: Store
     replayed = await store.replay("default", None, such, "ops", limit=1)
     assert replayed == [created[4].id], "replay by filter takes the oldest failure first"
     assert (await store.dlq("default", such, 1, 10)).total == 1
+
+
+async def test_gauges_count_every_tenant_by_lane_priority_and_wait(store: Store) -> None:
+    """What /api/metrics reads at a scrape: waiting rows, the oldest one's due time, the
+    DLQ, the depth of each lane and the counts by status, over every tenant."""
+    [dead] = await store.create([email(0)])
+    [claim] = await store.claim(1, 30)
+    await store.complete([Dead(claim, "smtp", "550 no such user", True, time.time())])
+    sms = NewNotification(Channel.SMS, "+14155550123", "hi", tenant_id="t2", priority=Priority.LOW)
+    before = time.time()
+    await store.create([
+        email(1, priority=Priority.HIGH), email(2, priority=Priority.HIGH), sms,
+        email(3, scheduled_at=before + 3600), email(4, priority=Priority.CRITICAL),
+    ])  # fmt: skip
+    [sending] = await store.claim(1, 30)  # the CRITICAL one: claimed, not waiting
+    assert sending.priority is Priority.CRITICAL
+
+    now = time.time() + 60
+    gauges = await store.gauges(now, alive_after=now)
+    assert gauges.waiting == {("email", "HIGH"): 2, ("sms", "LOW"): 1}
+    assert gauges.oldest_due["email"] == pytest.approx(before, abs=5)
+    assert set(gauges.oldest_due) == {"email", "sms"}
+    assert gauges.depth["email"] == 4  # two due, one scheduled, one being sent
+    assert gauges.depth["sms"] == 1 and gauges.depth["dlq"] == 0
+    assert gauges.dlq == 1 and gauges.by_status["FAILED"] == 1
+    assert gauges.by_status["QUEUED"] == 3 and gauges.by_status["SCHEDULED"] == 1
+    assert gauges.by_status["PROCESSING"] == 1 and gauges.workers == 0
+
+    assert await store.delete_dead("default", dead.id)
+    assert (await store.gauges(now, now)).dlq == 0
+
+
+async def test_workers_seen_lately_are_counted(store: Store) -> None:
+    await store.worker_seen("host:8000#101")
+    await store.worker_seen("host:8000#102")
+    await store.worker_seen("host:8000#101")  # a heartbeat again: the same worker
+    now = time.time()
+    assert (await store.gauges(now, alive_after=now - 60)).workers == 2
+    assert (await store.gauges(now, alive_after=now + 1)).workers == 0, "none seen since"

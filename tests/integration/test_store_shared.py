@@ -95,6 +95,12 @@ async def test_a_token_works_once_across_stores(store: Store, other: Store) -> N
 
     results = await asyncio.gather(*(spend(s) for s in [store, other] * 5))
     assert sorted(results) == ["ok"] + ["used"] * 9
+    theirs = hashlib.sha256(b"theirs").hexdigest()
+    await other.create_event(NewEvent(new_id(), "acme", "signup", "c@example.com", {}, {},
+                                      theirs, time.time()), [])  # fmt: skip
+    assert await store.verification_tenant(token_hash) == "default"
+    assert await store.verification_tenant(theirs) == "acme", "the link names its tenant"
+    assert await other.verification_tenant("0" * 64) is None
     with pytest.raises(TokenUnknown):
         await other.verify_event("default", "0" * 64, 0)
     late = hashlib.sha256(b"late").hexdigest()
@@ -155,13 +161,40 @@ async def test_the_rate_limit_bucket_is_shared(store: Store, other: Store) -> No
 
 
 async def test_breaker_states_from_every_process(store: Store, other: Store) -> None:
-    await store.record_breaker(BreakerState("host:1", "smtp", "open", 10, 1.0))
-    await other.record_breaker(BreakerState("host:2", "smtp", "closed", 0, 2.0))
-    await other.record_breaker(BreakerState("host:1", "smtp", "half-open", 10, 3.0))
-    assert await store.breakers() == [
-        BreakerState("host:1", "smtp", "half-open", 10, 3.0),
-        BreakerState("host:2", "smtp", "closed", 0, 2.0),
+    for process in ("host:1#a", "host:2#b"):
+        await store.heartbeat(process)
+    await store.record_breaker(BreakerState("host:1", "smtp", "open", 10, 1.0, "host:1#a"))
+    await other.record_breaker(BreakerState("host:2", "smtp", "closed", 0, 2.0, "host:2#b"))
+    await other.record_breaker(BreakerState("host:1", "smtp", "half-open", 10, 3.0, "host:1#a"))
+    assert await store.breakers(live_since=time.time() - 60) == [
+        BreakerState("host:1", "smtp", "half-open", 10, 3.0, "host:1#a"),
+        BreakerState("host:2", "smtp", "closed", 0, 2.0, "host:2#b"),
     ]
+
+
+async def test_breakers_belong_to_a_live_process_and_go_with_it(store: Store, other: Store) -> None:
+    """A process restarted under its old instance name is a new process: the old one's
+    open breaker is not its own, and is shown only while the old heartbeat is fresh."""
+    await store.heartbeat("host:1#old")
+    await store.record_breaker(BreakerState("host:1", "smtp", "open", 10, 1.0, "host:1#old"))
+    await other.heartbeat("host:1#new")
+    await other.record_breaker(BreakerState("host:1", "twilio", "open", 3, 2.0, "host:1#new"))
+    await other.record_breaker(BreakerState("host:9", "apns", "open", 3, 2.0, "host:9#mute"))
+    seen = time.time()
+    assert [(b.process, b.provider) for b in await other.breakers(seen - 60)] == [
+        ("host:1#old", "smtp"), ("host:1#new", "twilio")]  # fmt: skip
+    assert await other.breakers(seen + 60) == [], "no heartbeat that fresh: nothing live"
+
+    await other.end_process("host:1#new")  # a clean stop takes its rows at once
+    assert [b.process for b in await store.breakers(seen - 60)] == ["host:1#old"]
+
+    await asyncio.sleep(0.01)
+    await other.heartbeat("host:2#c")
+    await other.record_breaker(BreakerState("host:2", "smtp", "closed", 0, 3.0, "host:2#c"))
+    # ``host:1#old`` died: its heartbeat is older than the cut; ``host:9#mute`` never beat.
+    assert await store.prune_processes(seen_before=seen + 0.005) == 2
+    assert [b.process for b in await store.breakers(seen - 60)] == ["host:2#c"]
+    assert await store.prune_processes(seen_before=seen + 0.005) == 0
 
 
 async def test_cancel_only_what_is_not_in_flight(store: Store) -> None:

@@ -43,6 +43,7 @@ COMPARED = (
     "content-security-policy",
     "x-herald-instance",
     "idempotent-replayed",
+    "x-request-id",
 )
 #: Fields of a stored notification that differ between two creations of it.
 PER_ROW = frozenset({"_id", "id", "jobId", "scheduledAt", "createdAt", "updatedAt"})
@@ -108,9 +109,14 @@ async def two_doors(
 
 
 async def call(door: Door, case: Case) -> httpx.Response:
+    """``case`` sent to ``door``, with an ``X-Request-Id`` of the case's own: both doors must
+    answer with it, and keep it on what they store (``requestId``)."""
     content = case.body() if callable(case.body) else case.body
+    request_id = uuid.uuid5(uuid.NAMESPACE_URL, case.name).hex
     async with httpx.AsyncClient(base_url=door.url, timeout=10) as client:
-        return await client.post(PATH, content=content, headers=case.headers)
+        return await client.post(
+            PATH, content=content, headers={"X-Request-Id": request_id, **case.headers}
+        )
 
 
 def normalised(reply: httpx.Response, own: str = "") -> Any:
@@ -251,6 +257,16 @@ async def test_idempotency_keys_and_budgets_alike(herald: Any, tmp_path: Path) -
         assert_alike("repeated", *again, own)
         assert again[0].headers["idempotent-replayed"] == "true"
         assert again[0].json()["data"]["id"] == first[0].json()["data"]["id"]
+        # The same document, its keys in another order and other whitespace: a repeat.
+        respelled_body = orjson.dumps(dict(reversed(EMAIL.items())), option=orjson.OPT_INDENT_2)
+        respelled = [
+            await call(door, Case("reordered", {**admin, "Idempotency-Key": key[door.name]},
+                                  respelled_body))
+            for door in (fast, framework)
+        ]  # fmt: skip
+        assert_alike("same document, other bytes", *respelled, own)
+        assert respelled[0].status_code == 201, respelled[0].text
+        assert respelled[0].headers["idempotent-replayed"] == "true"
         changed = [await call(door, keyed(door, {**EMAIL, "message": "other"}))
                    for door in (fast, framework)]  # fmt: skip
         assert_alike("same key, other body", *changed, own)

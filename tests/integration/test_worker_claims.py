@@ -50,7 +50,7 @@ async def test_a_row_claimed_again_after_its_lease_expired_holds_two_slots(
     [first] = await store.claim(10, 0.05)
     async with asyncio.timeout(5):  # the sweeper returns the expired lease to the queue
         while True:
-            if await store.sweep(5):
+            if (await store.sweep(5)).expired:
                 break
             await asyncio.sleep(0.02)
     [second] = await store.claim(10, 60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import ClassVar
 
 import pytest
@@ -15,6 +16,7 @@ from herald.delivery.ratelimit import Pacer
 from herald.errors import PermanentError, StoreUnavailable, Throttled, TransientError
 from herald.models import Channel
 from herald.providers.base import Message, Provider, Receipt
+from herald.store.memory import MemoryStore
 
 
 class Clock:
@@ -146,7 +148,36 @@ async def test_all_breakers_open_defers_without_an_attempt() -> None:
     with pytest.raises(Throttled) as caught:
         await chain.send(MESSAGE, within(1))
     assert caught.value.wait == pytest.approx(60, abs=1)
+    assert caught.value.cause == "breaker_open"  # notifications_deferred_total's reason
     assert len(only.calls) == 1
+
+
+async def test_a_deferral_says_what_held_the_send_back() -> None:
+    """An open breaker is not a rate limit: the words (kept in the history) tell which,
+    with the failures that opened it and when it lets a trial through."""
+    clock = Clock()
+    breaker = Breaker("smtp", threshold=3, reset_after=30, clock=clock)
+    for _ in range(3):
+        breaker.failed()
+    clock.now = 10
+    with pytest.raises(Throttled) as caught:
+        await breaker.admit(0.0)
+    trial = datetime.fromisoformat(str(caught.value).rpartition(" at ")[2])
+    assert str(caught.value).startswith("smtp circuit open after 3 consecutive failures; next ")
+    assert "rate limit" not in str(caught.value) and caught.value.wait == 20
+    assert abs(trial.timestamp() - (time.time() + 20)) < 2
+
+    limited = Pacer(MemoryStore(), "twilio", rate=0.1, burst=1)
+    await limited.acquire(within(1))
+    with pytest.raises(Throttled) as caught:
+        await limited.acquire(within(0.5))
+    assert str(caught.value) == "twilio rate limit reached (0.1/s)"
+
+    paused = Pacer(NoStore(), "fcm", None)  # type: ignore[arg-type]
+    await paused.pause(30)  # the provider's own 429 with Retry-After
+    with pytest.raises(Throttled) as caught:
+        await paused.acquire(within(0.5))
+    assert str(caught.value).startswith("fcm asked to hold off until ")
 
 
 async def test_a_provider_without_capacity_is_skipped_without_counting_a_failure() -> None:

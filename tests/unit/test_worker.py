@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
+from herald import metrics
 from herald.delivery.breaker import State
 from herald.errors import StoreUnavailable
 from herald.models import Channel, NewNotification, Priority, Status
@@ -92,7 +93,7 @@ async def test_an_attempt_is_cut_before_its_lease_ends_and_never_claimed_twice(
     assert rig.provider.cancelled == [note.id], "the provider call was cut"
     assert rig.store.claimed[note.id] == 1
     clock.advance(0.6)  # past the lease: a row still held would be swept now
-    assert await rig.store.sweep(max_attempts=6) == 0
+    assert (await rig.store.sweep(max_attempts=6)).expired == 0
     assert not any(e.message.startswith("Stalled") for e in await rig.history(note))
 
 
@@ -180,3 +181,39 @@ async def test_a_crashing_provider_never_logs_the_recipients_credentials(tmp_pat
     row = await rig.get(note)
     assert row.last_error is not None and "s3cret-pw" not in row.last_error
     assert "hook:****@" in row.last_error
+
+
+def counted(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_what_the_worker_records_is_counted(tmp_path: Path) -> None:
+    """Outcomes count once their batch is committed: two deferred by the open breaker
+    (without spending an attempt), one suppressed; three claims."""
+    rig = Rig(tmp_path, poll_interval=0.005)
+    rig.breaker.failed()
+    assert rig.breaker_state() is State.OPEN
+    await rig.store.suppress([Suppression("default", "gone@example.com", "", "bounce")])
+    before = (
+        counted("notifications_deferred_total", type="EMAIL", reason="breaker_open"),
+        counted("notifications_suppressed_total", type="EMAIL"),
+        counted("herald_claims_total"),
+    )
+    [blocked] = await rig.create(1, "gone@example.com")
+    waiting = await rig.create(2)
+    async with rig.running():
+        await eventually(lambda: rig.all_in([blocked], Status.SUPPRESSED), what="suppressed")
+        await eventually(
+            lambda: (
+                counted("notifications_deferred_total", type="EMAIL", reason="breaker_open")
+                == before[0] + 2
+            ),
+            what="the two deferrals counted",
+        )
+        await eventually(lambda: rig.worker.inflight == 0, what="every slot free")
+    assert counted("notifications_suppressed_total", type="EMAIL") == before[1] + 1
+    assert counted("herald_claims_total") == before[2] + 3
+    assert counted("herald_inflight_sends") == 0
+    assert rig.provider.calls == []
+    for note in waiting:
+        assert await rig.logged(note, "circuit open after")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import Settings
+from ..dashboard import create as dashboard_create
+from ..dashboard import live as dashboard_live
 from ..dashboard import routes as dashboard
 from ..dashboard import suppressions as dashboard_suppressions
 from ..dashboard.sessions import Sessions
 from ..engine import Engine
 from . import (
+    accesslog,
     authz,
     bulk,
     dlq,
@@ -33,6 +37,7 @@ from . import (
     system,
     unsubscribe,
     validation,
+    verification,
 )
 from .credentials import Budgets, KeyRing, first_start
 from .event_types import router as event_types_router
@@ -80,7 +85,7 @@ def create_app(
     validation.chat_schemes = frozenset(s.lower() for s in settings.chat_schemes)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = Engine(settings, deliver=deliver)
         await engine.start()
         app.state.engine = engine
@@ -89,9 +94,13 @@ def create_app(
         app.state.sessions = Sessions(engine.store, settings)
         await first_start(engine.store, settings)
         engine.admission.start()
+        live = dashboard_live.open_hub(app, engine)
         try:
-            yield
+            # The server calls this first when it stops: open event streams end then.
+            yield {dashboard_live.CLOSING: live.close}
         finally:
+            live.close()
+            await live.wait_closed()
             await engine.admission.stop()
             await engine.stop()
 
@@ -120,10 +129,13 @@ def create_app(
     app.include_router(seeds_router)
     app.include_router(receipts_router)  # public: each checked by its provider's signature
     app.include_router(unsubscribe.router)  # public: a signed link, no credential
+    app.include_router(verification.router)  # public: a one-time token, no credential
     app.include_router(suppressions.router)
     app.include_router(suppressions.categories)
     app.include_router(dashboard.router)  # HTML for operators, outside the OpenAPI document
     app.include_router(dashboard_suppressions.router)
+    app.include_router(dashboard_create.router)
+    app.include_router(dashboard_live.router)
     app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     app.add_api_route("/", dashboard.home, include_in_schema=False)
     docs.install(app)
@@ -134,14 +146,21 @@ def create_app(
         idempotency.IdempotencyKeys, state_holder=app, ttl_hours=settings.idempotency_ttl_hours
     )
     app.add_middleware(errors.BodyLimitAndIdentity, max_bytes=max_bytes, instance=instance)
-    # Outermost: the guard, then the ingest hot path, which skips every other layer.
+    # Outermost: the request id and access log, the guard, then the ingest hot path,
+    # which skips every other layer.
     app.put_in_front(
-        lambda rest: guard.Guard(
-            ingest.IngestFastPath(rest, state_holder=app, max_bytes=max_bytes, instance=instance)
-            if fast_path
-            else rest,
+        lambda rest: accesslog.AccessLog(
+            guard.Guard(
+                ingest.IngestFastPath(
+                    rest, state_holder=app, max_bytes=max_bytes, instance=instance
+                )
+                if fast_path
+                else rest,
+                settings,
+                state_holder=app,
+            ),
             settings,
-            state_holder=app,
+            app.router.routes,
         )
     )
     return app

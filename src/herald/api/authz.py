@@ -42,18 +42,30 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/receipts/ses"),
         ("POST", "/api/receipts/postmark"),
         ("POST", "/api/receipts/mailgun"),
+        # The button of the page a verification link opens (verification.py): the
+        # one-time token it posts is the credential.
+        ("POST", "/api/signups/verify"),
     }
 )
 #: Routes whose body is what a provider sends (Twilio's form, SNS's text/plain), so
 #: the guard does not require JSON of them. Their size is bounded all the same.
 PROVIDER_BODIES = "/api/receipts/"
-#: Path prefixes anyone may read: the dashboard's stylesheet and script.
-PUBLIC_PREFIXES: tuple[str, ...] = ("/dashboard/static/",)
+#: Routes under ``/api/`` that take a browser's urlencoded form instead of JSON.
+FORM_ROUTES: frozenset[str] = frozenset({"/api/signups/verify"})
+#: Path prefixes anyone may read: the dashboard's stylesheet and script, and the
+#: API docs' scripts (``docs.ASSETS``; the pages and the document need ``read``).
+PUBLIC_PREFIXES: tuple[str, ...] = ("/dashboard/static/", "/docs/assets/")
 #: Routes anyone may call whose path ends in one value (``/u/{token}``, a signed
 #: unsubscribe link): by method and the path before that last segment. Any one
 #: non-empty segment matches, and so does the route's own template.
 PUBLIC_TEMPLATES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/u/"), ("HEAD", "/u/"), ("POST", "/u/")}
+    {
+        ("GET", "/u/"),
+        ("HEAD", "/u/"),
+        ("POST", "/u/"),
+        # The page a verification link opens: it shows a button, and spends nothing.
+        ("GET", "/api/signups/verify/"),
+    }
 )
 
 

@@ -20,10 +20,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json
 
+from .. import metrics
 from ..access import Scope
 from ..models import Priority
 from ..store.base import Created
-from . import intake
+from . import accesslog, intake
 from .authz import require_for, requires, tenant_of
 from .errors import validation_body
 from .ingest import to_new
@@ -108,9 +109,12 @@ async def create_bulk(
 ) -> JSONBody:
     raw = await request.body()
     tenant = tenant_of(request)
+    request_id = accesslog.of(request)
     try:
         now = time.time()
-        items = [intake.checked(body, tenant, now) for body in intake.bulk(raw)]
+        items = [
+            intake.checked(body, tenant, now, request_id=request_id) for body in intake.bulk(raw)
+        ]
     except intake.Unplain:  # a refusal, or a value only the model reads: the model decides
         return await _modelled(request, raw, tenant, atomic)
     if any(item.ignore_suppression for item in items):
@@ -118,6 +122,7 @@ async def create_bulk(
     engine = request.app.state.engine
     engine.admission.check([item.priority for item in items])
     created = await engine.store.create_many(items)
+    metrics.created_many(item.channel for item in items)
     # orjson writes a Status as its value, without the enum's ``value`` property
     results = [{"index": index, "status": "accepted", "id": note_id, "jobId": note_id,
                 "notificationStatus": status, "errors": []}
@@ -156,7 +161,11 @@ async def _modelled(request: Request, raw: bytes, tenant: str, atomic: bool) -> 
     if any(b.ignoreSuppression for b in valid.values()):
         require_for(request, Scope.MANAGE, "ignoreSuppression")
     engine.admission.check([Priority[b.priority] for b in valid.values()])
-    created = await engine.store.create_many([to_new(b, tenant) for b in valid.values()])
+    request_id = accesslog.of(request)
+    created = await engine.store.create_many(
+        [to_new(b, tenant, request_id=request_id) for b in valid.values()]
+    )
+    metrics.created_many(b.type for b in valid.values())
     accepted = dict(zip(valid, created, strict=True))
     data = _results(accepted, rejected, atomic)
     message = f"{len(accepted)} accepted, {len(rejected)} rejected"

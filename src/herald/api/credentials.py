@@ -53,7 +53,7 @@ class KeyRing:
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         self._admin_hash = key_hash(admin) if admin else None
         self._admin = Principal(DEFAULT_TENANT, frozenset({Scope.ADMIN}), "admin-key",
-                                rate=self.default_rate)  # fmt: skip
+                                rate=self.default_rate, prefix="HERALD_ADMIN_KEY")  # fmt: skip
         self._cache: dict[str, _Known] = {}
         self._fetching: dict[str, asyncio.Future[_Known]] = {}
         self._touched: dict[str, float] = {}
@@ -112,7 +112,8 @@ class KeyRing:
             caller = None
             if key is not None and key.revoked_at is None:
                 rate = parse_rate(key.rate_limit) if key.rate_limit else self.default_rate
-                caller = Principal(key.tenant_id, key.scopes, f"key:{key.name}", key.id, rate)
+                caller = Principal(key.tenant_id, key.scopes, f"key:{key.name}", key.id, rate,
+                                   key.prefix)  # fmt: skip
             known = _Known(key if caller is not None else None, caller, time.time())
             if len(self._cache) >= MAX_CACHED:
                 self._cache.pop(next(iter(self._cache)))

@@ -16,14 +16,15 @@ from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from .. import events as kinds
+from .. import metrics
 from ..access import Scope
 from ..events import EventFilter, EventRecord, EventType, UnknownEventType
 from ..fanout import plan_event, render_plan
 from ..models import Notification, Page
 from ..sandbox import Budget
 from ..templates import merged, normalize_locale
+from . import accesslog, present
 from . import eventviews as views
-from . import present
 from .authz import requires, tenant_of
 from .envelope import ok
 from .eventschemas import EventAccepted, EventDetail, EventIn, EventList
@@ -70,12 +71,14 @@ async def submit(
             locale=chosen_locale,
             templates=templates,
             links_base=engine.settings.public_url or str(request.base_url),
+            request_id=accesslog.of(request),
         ).render_builtins(budget)
     )
     # Stored templates render in the render processes; waiting for them holds no thread.
     prepared = await render_plan(plan, budget)
     engine.admission.check([item.priority for item in prepared.items])
     event, notes = await engine.store.create_event(prepared.event, prepared.items)
+    metrics.created_many(n.channel for n in notes)
     log.info("event_accepted", event_id=event.id, type=event.type, notifications=len(notes))
     return event, notes
 

@@ -19,10 +19,13 @@ framework's routes), so they cannot differ in what they let through:
 5. A body sent to the JSON API (POST, PUT, PATCH under ``/api/``) must say it
    is JSON (``application/json`` or ``application/<x>+json``), or 415; a
    request with neither body nor Content-Type passes (``curl -X POST``), and so
-   do the receipt routes, which take a provider's own body (``PROVIDER_BODIES``). Size
+   do the receipt routes, which take a provider's own body (``PROVIDER_BODIES``),
+   and the verification page's form (``FORM_ROUTES``). Size
    is judged before type: an oversized body is a 413 whatever it claims to be,
    as it is on both doors.
-6. Every answer gets ``nosniff``, a referrer policy and anti-framing headers;
+6. ``HEAD`` is answered as ``GET`` is, without the body (``head.py``), on
+   every route that serves ``GET``.
+7. Every answer gets ``nosniff``, a referrer policy and anti-framing headers;
    JSON above 1 KiB is gzip-compressed for clients that accept it (an ETag on
    a compressed answer is made weak: a strong one names one byte sequence).
 
@@ -49,8 +52,9 @@ from ..config import Settings
 from ..dashboard.sessions import COOKIE
 from ..errors import StoreUnavailable
 from ..models import DEFAULT_TENANT
-from .authz import PROVIDER_BODIES, is_public
+from .authz import FORM_ROUTES, PROVIDER_BODIES, is_public
 from .errors import UNAVAILABLE, too_large_body
+from .head import as_get
 from .headers import Header, secured, tail
 from .ingest import PATH as INGEST
 from .ingest import IngestFastPath
@@ -61,7 +65,7 @@ TENANT_HEADER = b"x-herald-tenant"
 DASHBOARD = "/dashboard"
 LOGIN = "/dashboard/login"
 #: Routes a dashboard session may call besides the dashboard's own pages.
-SESSION_PATHS = ("/docs", "/openapi.json")
+SESSION_PATHS = ("/docs", "/redoc", "/openapi.json")
 #: Methods whose body the JSON API reads, and the media type it must have.
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 JSON = b"application/json"
@@ -113,6 +117,8 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":
+            scope, send = as_get(scope, send)
         # One look at the headers for all that follows (a repeated header's last value
         # counts, as it did in the loops this replaces, one here and one per layer).
         headers = dict(scope["headers"])
@@ -173,6 +179,7 @@ class Guard:
             and method in WRITES
             and path.startswith("/api/")
             and not path.startswith(PROVIDER_BODIES)
+            and path not in FORM_ROUTES
             and not _is_json(kind)
         ):  # fmt: skip
             await self._not_json(receive, _wrapped(send, added), kind, length)

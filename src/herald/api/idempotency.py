@@ -4,10 +4,11 @@ The first request with a key claims it in the store, runs, and its answer
 (status and body) is kept; a repeat with the same body gets that answer again,
 byte for byte, with ``Idempotent-Replayed: true``. A repeat that arrives while
 the first is still running waits for its answer. The same key with a different
-body is a 422. Keys are scoped per tenant and kept ``HERALD_IDEMPOTENCY_TTL_HOURS``
-(at least 24). A first request that fails (5xx) gives its key back, so a retry
-runs afresh; notifications also carry the key in a unique column, so even then
-a key never stores two rows.
+body is a 422; "the same body" is the same JSON document, whatever the order
+of its keys or its whitespace (``fingerprint``). Keys are scoped per tenant
+and kept ``HERALD_IDEMPOTENCY_TTL_HOURS`` (at least 24). A first request that
+fails (5xx) gives its key back, so a retry runs afresh; notifications also
+carry the key in a unique column, so even then a key never stores two rows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import time
 from typing import Any
 
+import msgspec
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,9 +48,7 @@ class IdempotencyKeys:
         body, more = await _read_body(receive)
         if more is None:
             return  # the client went away
-        digest = hashlib.sha256(
-            b"\n".join([scope["path"].encode(), scope.get("query_string", b""), body])
-        ).hexdigest()
+        digest = fingerprint(scope, body)
         store = self.state_holder.state.engine.store
         deadline = time.monotonic() + WAIT_FOR_FIRST
         while True:
@@ -109,6 +109,23 @@ class IdempotencyKeys:
                 # The key stays claimed until it expires; the unique idempotency
                 # column still keeps a retry from storing a second notification.
                 log.warning("idempotency_key_unrecorded", status=status)
+
+
+def fingerprint(scope: Scope, body: bytes) -> str:
+    """What a key was used with: the path, the query and the body's JSON document.
+
+    The document is decoded and written again with its keys sorted, so a client
+    whose JSON library orders keys differently on a retry is not refused; numbers
+    keep their value (integers of any size), so two documents that Herald would
+    read differently never match. A body that is not JSON counts byte for byte.
+    Only requests that carry a key pay for this.
+    """
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+    except msgspec.DecodeError:
+        canonical = body
+    path = scope["path"].encode()
+    return hashlib.sha256(b"\n".join([path, scope.get("query_string", b""), canonical])).hexdigest()
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool | None]:

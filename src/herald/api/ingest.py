@@ -39,7 +39,10 @@ PATH = "/api/notifications"
 
 
 def to_new(
-    body: NotificationIn, tenant_id: str, idempotency_key: str | None = None
+    body: NotificationIn,
+    tenant_id: str,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
 ) -> NewNotification:
     return NewNotification(
         channel=body.type,
@@ -56,20 +59,29 @@ def to_new(
         category=body.category,
         ignore_suppression=body.ignoreSuppression,
         max_retries=body.maxRetries,
+        request_id=request_id,
     )
 
 
 async def accept(
-    engine: Any, body: NotificationIn, tenant_id: str, idempotency_key: str | None
+    engine: Any,
+    body: NotificationIn,
+    tenant_id: str,
+    idempotency_key: str | None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Store ``body``; the answer's envelope once the commit holding it is done."""
-    return await accept_new(engine, to_new(body, tenant_id, idempotency_key))
+    return await accept_new(engine, to_new(body, tenant_id, idempotency_key, request_id))
 
 
 async def accept_new(engine: Any, new: NewNotification) -> dict[str, Any]:
     """Store ``new``; the answer's envelope once the commit holding it is done."""
     engine.admission.check((new.priority,))
+    # A key already used gets its stored row back, created before this call: not counted.
+    asked = time.time() if new.idempotency_key is not None else 0.0
     [stored] = await engine.store.create([new])
+    if stored.created_at >= asked:
+        metrics.created(new.channel)
     message = (
         "Notification scheduled successfully"
         if stored.status is Status.SCHEDULED
@@ -118,6 +130,7 @@ def _shown(n: Notification, policy: Policy) -> dict[str, Any]:
         "callbackUrl": None if callback is None else masked(callback),
         "category": n.category,
         "ignoreSuppression": n.ignore_suppression,
+        "requestId": n.request_id,
     }
 
 
@@ -176,7 +189,7 @@ class IngestFastPath:
         else:
             raw = b"".join(chunks)
             try:
-                new = intake.one(raw, caller.tenant_id)
+                new = intake.one(raw, caller.tenant_id, scope["state"].get("request_id"))
             except intake.Unplain:  # the framework's route reads it with the model
                 await self.app(scope, _replayed(raw, receive), _passed(send, added))
                 return

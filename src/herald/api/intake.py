@@ -74,13 +74,13 @@ _one = msgspec.json.Decoder(NotificationBody)
 _bulk = msgspec.json.Decoder(BulkBody)
 
 
-def one(raw: bytes, tenant_id: str) -> NewNotification:
+def one(raw: bytes, tenant_id: str, request_id: str | None = None) -> NewNotification:
     """The notification in ``raw`` (``POST /api/notifications``), or ``Unplain``."""
     try:
         body = _one.decode(raw)
     except msgspec.DecodeError:  # its ValidationError too
         raise Unplain from None
-    return checked(body, tenant_id, time.time())
+    return checked(body, tenant_id, time.time(), request_id=request_id)
 
 
 def bulk(raw: bytes) -> list[NotificationBody]:
@@ -92,7 +92,11 @@ def bulk(raw: bytes) -> list[NotificationBody]:
 
 
 def checked(
-    body: NotificationBody, tenant_id: str, now: float, idempotency_key: str | None = None
+    body: NotificationBody,
+    tenant_id: str,
+    now: float,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
 ) -> NewNotification:
     """``body`` through ``NotificationIn``'s field validators, in their order, as a new
     notification; ``Unplain`` where one of them would refuse it or the model must decide."""
@@ -137,6 +141,8 @@ def checked(
         callback,
         category,
         body.ignoreSuppression,
+        None,
+        request_id,
     )
 
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from ..access import Scope
 from ..models import Channel, Page, Priority, Stats, Status
 from ..store.base import ListFilter
-from . import present
+from . import accesslog, present
 from .authz import actor_of, record, require_for, requires, tenant_of
 from .errors import error_response
 from .ingest import accept
@@ -57,7 +57,9 @@ async def create_notification(
         require_for(request, Scope.MANAGE, "ignoreSuppression")
     if (refused := body.retries_error(_engine(request).policy)) is not None:
         return error_response(422, "Validation failed", [refused])
-    envelope = await accept(_engine(request), body, tenant_of(request), idempotency_key)
+    envelope = await accept(
+        _engine(request), body, tenant_of(request), idempotency_key, accesslog.of(request)
+    )
     return JSONBody(envelope, status_code=201)
 
 

@@ -9,9 +9,10 @@ import phonenumbers
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .. import metrics
 from ..access import Scope
 from ..models import Channel, NewNotification
-from . import validation
+from . import accesslog, validation
 from .authz import requires, tenant_of
 from .json import JSONBody
 from .schemas import ErrorBody
@@ -78,7 +79,9 @@ async def notify(body: NotifyIn, request: Request) -> JSONBody:
         body=body.message,
         subject=body.subject,
         tenant_id=tenant_of(request),
+        request_id=accesslog.of(request),
     )
     request.app.state.engine.admission.check((item.priority,))
     [stored] = await request.app.state.engine.store.create([item])
+    metrics.created(item.channel)
     return JSONBody({"status": "queued", "messageId": stored.id}, status_code=202)

@@ -96,6 +96,7 @@ def notification(n: Notification, policy: Policy) -> dict[str, Any]:
         "callbackUrl": masked(n.callback_url),
         "category": n.category,
         "ignoreSuppression": n.ignore_suppression,
+        "requestId": n.request_id,
     }
 
 

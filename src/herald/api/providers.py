@@ -38,7 +38,7 @@ class ProviderOut(BaseModel):
 )
 async def providers(request: Request) -> JSONBody:
     engine = request.app.state.engine
-    recorded = await engine.store.breakers()
+    recorded = await engine.breakers()
     data = []
     for name, provider in sorted(engine.providers.built.items()):
         breakers = [

@@ -43,6 +43,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 
+from .. import metrics
 from ..access import parse_rate
 from ..config import Settings
 from ..errors import StoreUnavailable
@@ -240,6 +241,7 @@ async def receive(request: Request, provider: str) -> JSONBody:
         RECEIPTS.labels(provider, "confirmed").inc()
         log.info("sns_subscription_confirmed", topic=found.topic_arn)
         return ok({"confirmed": found.topic_arn}, "Subscription confirmed")
+    metrics.receipts_applied(applied.moves, applied.callbacks)
     matched = applied.events - applied.unknown
     if matched:
         RECEIPTS.labels(provider, "matched").inc(matched)

@@ -43,13 +43,23 @@ def refusal(exc: TemplateError | EventError) -> JSONBody:
     return error_response(status, str(exc), errors)
 
 
+#: What each error status means, in the OpenAPI document (``documented``, ``docs.py``).
+WORDS = {
+    400: "Malformed: a body that is not JSON, or a `Host` or `X-Herald-Tenant` "
+    "this server does not accept.",
+    401: "No credential, or an API key that is unknown, revoked or expired.",
+    403: "The credential lacks the scope this needs.",
+    404: "Not found.",
+    409: "Conflicts with what exists.",
+    410: "Expired.",
+    413: "The body exceeds `HERALD_MAX_BODY_BYTES`.",
+    415: "The body is not JSON (`Content-Type: application/json`).",
+    422: "A field is missing or invalid, or a template cannot render; `errors` names it.",
+    429: "Over the request budget; retry after `Retry-After` seconds.",
+    503: "The store is unavailable; retry after a moment.",
+}
+
+
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error codes, all in the error envelope."""
-    words = {
-        404: "Not found.",
-        409: "Conflicts with what exists.",
-        410: "Expired.",
-        422: "A field is missing or invalid, or a template cannot render; `errors` names it.",
-        503: "The store is unavailable; retry after a moment.",
-    }
-    return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
+    return {code: {"model": ErrorBody, "description": WORDS[code]} for code in codes}

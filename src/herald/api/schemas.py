@@ -222,6 +222,9 @@ class NotificationOut(BaseModel):
     callbackUrl: str | None = None
     category: str | None = None
     ignoreSuppression: bool = False
+    requestId: str | None = Field(
+        None, description="The X-Request-Id of the request that created it, as the logs show."
+    )
 
 
 class LogOut(BaseModel):

@@ -3,7 +3,9 @@
 A signup is stored as an event whose first notification is the welcome email;
 its status, attempts, message id and delivery history are that notification's
 (``welcomeEmail``). The welcome email carries a one-time verification token;
-only its SHA-256 is stored, and ``POST /api/signups/verify/{token}`` spends it.
+only its SHA-256 is stored, and ``POST /api/signups/verify/{token}`` spends it
+(with an application's key; the link itself opens a page with a button that
+spends it for the address's owner: ``verification.py``).
 A password, if given, is kept only as a salted scrypt hash and never shown.
 """
 

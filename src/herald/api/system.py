@@ -7,6 +7,7 @@ crash-looping makes the process unhealthy, so a balancer stops sending to it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Annotated, Any
@@ -53,7 +54,7 @@ async def health(request: Request) -> JSONBody:
             services[f"loop:{live.name}"] = live.describe()
     breakers = []
     with contextlib.suppress(StoreUnavailable):  # the database line already says so
-        breakers = await engine.store.breakers()
+        breakers = await engine.breakers()
     for b in breakers:
         if b.state == "closed":
             continue
@@ -107,8 +108,22 @@ async def mailbox(
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
         503: {"model": ErrorBody},
     },
-    summary="Prometheus metrics: notifications by type and status, queue depth, HTTP, providers",
+    summary="Prometheus metrics of every tenant: event counters, store gauges, histograms",
+    description=(
+        "Counters of notifications created, sent, failed, retried and deferred and of the "
+        "status moves receipts made, counted as they happen and never stepping back; gauges "
+        "read from the store at each scrape (queue depth and waiting, the oldest wait, the DLQ, "
+        "breakers, live workers); processing and HTTP histograms. Under `herald up` with "
+        "several processes, every process's. Each sample appears once."
+    ),
 )
 async def metrics(request: Request) -> PlainTextResponse:
-    stats = await request.app.state.engine.store.stats(tenant_of(request))
-    return PlainTextResponse(exposition(stats), media_type=CONTENT_TYPE_LATEST)
+    """A worker counts as alive while its heartbeat (each ``HERALD_SWEEP_INTERVAL``) is
+    younger than three intervals."""
+    engine = request.app.state.engine
+    now = time.time()
+    alive_after = now - 3 * engine.settings.sweep_interval
+    gauges, breakers = await asyncio.gather(
+        engine.store.gauges(now, alive_after), engine.breakers()
+    )
+    return PlainTextResponse(exposition(gauges, breakers, now), media_type=CONTENT_TYPE_LATEST)

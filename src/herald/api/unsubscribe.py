@@ -21,27 +21,13 @@ from fastapi.responses import HTMLResponse
 from ..errors import BadToken, StoreUnavailable
 from ..store.receipts import Suppression
 from ..unsubscribe import Subscription
+from .linkpages import page
 
 log = structlog.get_logger("herald.api")
 
 router = APIRouter(include_in_schema=False)
 #: A one-click body is 26 bytes; the page's form sends the same.
 MAX_BODY = 4096
-#: No scripts, no external resources, forms only back to this page.
-POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-HEADERS = {
-    "Content-Security-Policy": POLICY,
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL
-    "X-Robots-Tag": "noindex",
-}
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;"
-    "color:#222}button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}"
-)
 
 
 @router.api_route("/u/{token}", methods=["GET", "HEAD"])
@@ -56,7 +42,7 @@ async def confirm(token: str, request: Request) -> HTMLResponse:
         '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Unsubscribe</button></form>'
     )
-    return _page(200, "Unsubscribe", text)
+    return page(200, "Unsubscribe", text)
 
 
 @router.post("/u/{token}")
@@ -68,13 +54,13 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            return _page(413, "Too large", "<p>The request body is too large.</p>")
+            return page(413, "Too large", "<p>The request body is too large.</p>")
     entry = Suppression(found.tenant_id, found.recipient, found.category, "unsubscribe")
     try:
         added = await request.app.state.engine.store.suppress([entry])
     except StoreUnavailable as exc:
         log.warning("store_unavailable", path="/u/", error=str(exc))
-        answer = _page(503, "Try again", "<p>Please try again in a moment.</p>")
+        answer = page(503, "Try again", "<p>Please try again in a moment.</p>")
         answer.headers["Retry-After"] = "5"
         return answer
     log.info("unsubscribed", tenant=found.tenant_id, category=found.category, new=bool(added))
@@ -82,7 +68,7 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         f"<p>{escape(masked(found.recipient))} will get no more emails in the category "
         f"<strong>{escape(found.category)}</strong>.</p>"
     )
-    return _page(200, "Unsubscribed", text)
+    return page(200, "Unsubscribed", text)
 
 
 def masked(recipient: str) -> str:
@@ -103,14 +89,4 @@ def _read(request: Request, token: str) -> Subscription | None:
 
 
 def _not_found() -> HTMLResponse:
-    return _page(404, "Not found", "<p>This link is not valid.</p>")
-
-
-def _page(status: int, title: str, text: str) -> HTMLResponse:
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{title}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{title}</h1>{text}</body></html>"
-    )
-    return HTMLResponse(html, status_code=status, headers=HEADERS)
+    return page(404, "Not found", "<p>This link is not valid.</p>")

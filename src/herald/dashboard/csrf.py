@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
-from .pages import read_form
+from .pages import FORM_LIMIT, read_form
 
 DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
@@ -86,9 +86,9 @@ def check_token(request: Request, form: Mapping[str, str]) -> None:
         )
 
 
-async def posted(request: Request) -> dict[str, str]:
-    """A form post's fields, once both checks have passed (else 403)."""
+async def posted(request: Request, limit: int = FORM_LIMIT) -> dict[str, str]:
+    """A form post's fields (at most ``limit`` bytes), once both checks have passed (else 403)."""
     check(request)
-    form = await read_form(request)
+    form = await read_form(request, limit)
     check_token(request, form)
     return form

@@ -45,10 +45,12 @@ LOGIN = PREFIX + "/login"
 #: Styles may be inline because a captured email's HTML, previewed in a
 #: sandboxed ``srcdoc`` frame, inherits this policy and is mostly inline styles.
 #: Scripts may not: the frame's sandbox forbids them, and the dashboard's own
-#: few lines live in ``static/``.
+#: few lines live in ``static/``. They may connect to this origin only (the live
+#: view's event stream, and a page fetching itself anew).
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": POLICY,
@@ -69,6 +71,8 @@ NOTICES = {
     "suppressed": "Added to the suppression list: nothing more is sent to that recipient.",
     "already-suppressed": "Already on the suppression list; the entry is kept as it was.",
     "unsuppressed": "Removed from the suppression list.",
+    "created": "Notification created: this page follows it as it is delivered.",
+    "existing": "A notification with this idempotency key exists already: here it is.",
 }
 NOTICE_PARAMS = ("notice", "count", "queue")
 
@@ -136,12 +140,12 @@ FORM_LIMIT = 32 * 1024
 FORM_FIELDS = 20
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """A posted urlencoded form, read no further than ``FORM_LIMIT`` bytes (else 413)."""
+async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict[str, str]:
+    """A posted urlencoded form, read no further than ``limit`` bytes (else 413)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > FORM_LIMIT:
+        if len(body) > limit:
             raise HTTPException(413, "This form is larger than any dashboard form can be.")
     try:
         fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
@@ -168,10 +172,12 @@ def caller_context(request: Request) -> dict[str, Any]:
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     engine = getattr(request.app.state, "engine", None)
+    live = getattr(request.app.state, "live", None)
     html = environment.get_template(template).render(
         here=here(request),
         notice=_notice(request),
         instance=engine.settings.instance if engine is not None else "",
+        stream=live.position if live is not None else "",  # where the live view starts
         **{**caller_context(request), **context},
     )
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)

@@ -109,9 +109,10 @@ async def overview(request: Request) -> Any:
     stats = await store.stats(tenant_of(request))
     queues = await store.queues(tenant_of(request))
     recent = await store.find(tenant_of(request), ListFilter(), 1, RECENT)
-    breakers = await store.breakers()
+    breakers = await engine.breakers()
+    charts = await request.app.state.charts.for_tenant(tenant_of(request), queues)
     return render(
-        request, "overview.html", section="overview", refresh=True,
+        request, "overview.html", section="overview", refresh=True, charts=charts,
         statuses=[s.value for s in Status],
         stats=present.stats(stats),
         queues=[{"name": q.name, **present.queue(q)} for q in queues],
@@ -214,7 +215,7 @@ async def dead_letters(request: Request) -> Any:
     q = request.query_params
     found = await engine.store.dlq(tenant_of(request), _dlq_filter(q), page_number(q), PAGE_SIZE)
     return render(
-        request, "dlq.html", section="dlq", refresh=False,
+        request, "dlq.html", section="dlq", refresh=True,
         notifications=[present.notification(n, engine.policy) for n in found.items],
         pager=pager(request, found),
         chosen={"type": q.get("type", ""), "error": q.get("error", "")},

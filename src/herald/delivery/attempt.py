@@ -37,6 +37,7 @@ from ..providers.ssrf import mask_credentials
 from ..retry import Policy
 from ..unsubscribe import Links
 from .chain import Chain
+from .journal import Journal
 
 #: When a notification whose attempt could not go out in time may be claimed again.
 REQUEUE_AFTER = 1.0
@@ -62,15 +63,18 @@ class Attempts:
         self._clock = clock
         self._rng = random.Random()
         self._observers: dict[tuple[str, type[Outcome]], Callable[[float], None]] = {}
+        self.journal = Journal()
 
     async def outcome(self, claim: Claim, lease: Lease, sender: asyncio.Task[None]) -> Outcome:
         """Attempt ``claim`` once; what came of it, ready to be recorded."""
         if claim.suppressed is not None:  # the recipient asked not to be sent to: no call
+            self.journal.record(claim, "suppressed", None, 0.0, f"suppressed: {claim.suppressed}")
             return Suppressed(claim, claim.suppressed, self._clock())
         started = time.perf_counter()
         callback = self._callback_for(claim)
         budget = self.budget_for(claim)
         outcome: Outcome
+        throttled_by: str | None = None  # the provider that had no capacity, for the journal
         try:
             if claim.unregistered:
                 raise UnregisteredRecipient("the recipient was reported gone by a provider earlier")
@@ -79,10 +83,12 @@ class Attempts:
             outcome = self._cut(claim, budget)
         except Throttled as exc:
             now = self._clock()
-            outcome = Deferred(claim, str(exc), now + exc.wait, now)
+            outcome = Deferred(claim, str(exc), now + exc.wait, now, exc.cause)
+            throttled_by = exc.provider
         except StoreUnavailable as exc:  # the pacer's bucket or a store-backed provider
             now = self._clock()
-            outcome = Deferred(claim, f"store unavailable: {exc}", now + REQUEUE_AFTER, now)
+            reason = f"store unavailable: {exc}"
+            outcome = Deferred(claim, reason, now + REQUEUE_AFTER, now, "store_unavailable")
         except PermanentError as exc:
             gone = isinstance(exc, UnregisteredRecipient)
             error = str(exc) or type(exc).__name__
@@ -103,10 +109,19 @@ class Attempts:
             )
         # A cancellation (shutdown past the grace period) ends the sender above: the
         # claim is released.
+        seconds = time.perf_counter() - started
         observe = self._observers.get((claim.channel.value, type(outcome)))
         if observe is None:
             observe = self._observer(claim.channel.value, type(outcome))
-        observe(time.perf_counter() - started)
+        observe(seconds)
+        if isinstance(outcome, Sent):
+            self.journal.record(claim, "sent", outcome.provider, seconds, None)
+        elif isinstance(outcome, Deferred):
+            self.journal.record(claim, "deferred", throttled_by, seconds, outcome.reason)
+        else:
+            assert isinstance(outcome, Retry | Dead)
+            kind = "retry" if isinstance(outcome, Retry) else "dead"
+            self.journal.record(claim, kind, outcome.provider, seconds, outcome.error)
         return outcome
 
     def _observer(self, channel: str, kind: type[Outcome]) -> Callable[[float], None]:
@@ -162,7 +177,7 @@ class Attempts:
         if not budget.outgoing:
             log.info("attempt_deferred_at_deadline", notification_id=claim.id)
             reason = "no provider had capacity before the lease's deadline"
-            return Deferred(claim, reason, now + REQUEUE_AFTER, now)
+            return Deferred(claim, reason, now + REQUEUE_AFTER, now, "deadline")
         log.warning("attempt_cut", notification_id=claim.id, provider=budget.calling)
         error = f"the provider did not answer within the attempt's {budget.total:g}s"
         return self._retry_or_bury(claim, budget.calling, error, None)

@@ -22,11 +22,15 @@ import enum
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from ..errors import Throttled
 
 #: When a call that waited out its time for a trial's verdict may come back.
 BUSY_RETRY = 1.0
+_AWAITING = "circuit half-open: its one trial call is still out"
+#: The deferral's cause when a breaker turns a call away (``models.DEFER_CAUSES``).
+OPEN_CAUSE = "breaker_open"
 
 
 class State(enum.StrEnum):
@@ -111,20 +115,28 @@ class Breaker:
             if state is State.CLOSED:
                 return False
             if state is State.OPEN:
-                raise Throttled(self.name, self.retry_in(), "circuit is open")
+                raise self._open()
             if not self._trial:
                 self._trial = True
                 return True
             left = end - loop.time()
             if left <= 0:
-                raise Throttled(self.name, BUSY_RETRY, "awaits its trial call")
+                raise Throttled(self.name, BUSY_RETRY, _AWAITING, OPEN_CAUSE)
             if self._verdict is None:
                 self._verdict = asyncio.Event()
             try:
                 async with asyncio.timeout(left):
                     await self._verdict.wait()
             except TimeoutError:
-                raise Throttled(self.name, BUSY_RETRY, "awaits its trial call") from None
+                raise Throttled(self.name, BUSY_RETRY, _AWAITING, OPEN_CAUSE) from None
+
+    def _open(self) -> Throttled:
+        """Why nothing went out, in the words a notification's history keeps."""
+        wait = self.retry_in()
+        trial = wall_clock(time.time() + wait)
+        failures = f"{self.failures} consecutive failure{'s' if self.failures != 1 else ''}"
+        reason = f"circuit open after {failures}; next trial at {trial}"
+        return Throttled(self.name, wait, reason, OPEN_CAUSE)
 
     def end(self, trial: bool, outcome: bool | None) -> None:
         """End an admitted call: True it succeeded, False it failed, None it never went out."""
@@ -165,6 +177,11 @@ class Breaker:
         self._state = state
         if self._on_change is not None:
             self._on_change(self, state)
+
+
+def wall_clock(at: float) -> str:
+    """``2026-05-01T12:00:00Z``: a moment as a notification's history names it."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Call:

@@ -23,6 +23,7 @@ import structlog
 from ..budget import Budget
 from ..errors import PermanentError, StoreUnavailable, Throttled, TransientError
 from ..providers.base import Message, Provider, Receipt
+from ..providers.ssrf import mask_credentials
 from .breaker import Breaker, Breakers
 from .ratelimit import Pacer
 
@@ -101,7 +102,8 @@ class Chain:
                 exc.provider = exc.provider or name
                 if exc.retry_after:
                     await route.pacer.pause(exc.retry_after)
-                log.info("provider_failed_over", provider=name, error=str(exc))
+                log.info("provider_failed_over", notificationId=message.id, provider=name,
+                         error=mask_credentials(str(exc)))  # fmt: skip
                 raise
             except (Throttled, StoreUnavailable):
                 # No capacity in time (a full SMTP pool), or the provider's own store

@@ -20,6 +20,7 @@ import structlog
 from ..budget import Budget, Lanes
 from ..errors import StoreUnavailable, Throttled
 from ..store.base import Store
+from .breaker import wall_clock
 
 log = structlog.get_logger("herald.ratelimit")
 
@@ -59,7 +60,7 @@ class Pacer:
             async with asyncio.timeout(end - time.monotonic()):
                 await self._turn.acquire(budget.priority)
         except TimeoutError:
-            raise Throttled(self.provider, self._queued_wait()) from None
+            raise Throttled(self.provider, self._queued_wait(), self._reached()) from None
         try:
             while True:
                 await self._hold_off(end)
@@ -70,11 +71,13 @@ class Pacer:
                 except StoreUnavailable as exc:
                     # Nothing went out: the notification waits for the store, unspent.
                     log.warning("pacer_store_unavailable", provider=self.provider, error=str(exc))
-                    raise Throttled(self.provider, 1.0, "cannot reach its rate limit") from exc
+                    raise Throttled(
+                        self.provider, 1.0, "cannot reach its rate limit", "store_unavailable"
+                    ) from exc
                 if granted:
                     return
                 if time.monotonic() + wait > end:
-                    raise Throttled(self.provider, max(wait, self._queued_wait()))
+                    raise Throttled(self.provider, max(wait, self._queued_wait()), self._reached())
                 await asyncio.sleep(max(wait, 0.001))
         finally:
             self._turn.release()
@@ -84,9 +87,13 @@ class Pacer:
         pause = self._paused_until - time.time()
         while pause > 0:
             if time.monotonic() + pause > end:
-                raise Throttled(self.provider, pause)
+                until = wall_clock(self._paused_until)
+                raise Throttled(self.provider, pause, f"asked to hold off until {until}")
             await asyncio.sleep(pause)
             pause = self._paused_until - time.time()
+
+    def _reached(self) -> str:
+        return f"rate limit reached ({self.rate or 0:g}/s)"
 
     def _queued_wait(self) -> float:
         """Roughly how long the callers already in line will take."""

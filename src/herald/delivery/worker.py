@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,7 @@ from typing import Any
 
 import structlog
 
+from .. import metrics
 from ..config import Settings
 from ..errors import (
     StoreUnavailable,
@@ -120,6 +122,8 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.delivered = 0
+        #: How this process names itself in the store's list of live workers.
+        self.name = f"{settings.instance}#{os.getpid()}"
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -158,6 +162,8 @@ class Worker:
             self._have_outcomes.set()
             await asyncio.gather(flusher, sweeper, listener, return_exceptions=True)
             await self._flush(give_up_after=1.0)
+            self.attempts.journal.flush()
+            metrics.holding(0)
             log.info("worker_stopped", delivered=self.delivered)
 
     async def _drain(self) -> None:
@@ -243,8 +249,7 @@ class Worker:
                     idle.append(self._slot_free.wait())
                 await self._wait(*idle)
                 continue
-            for claim in claims:
-                self.start(claim)
+            self._take(claims)
             if len(claims) < limit:
                 # The queue ran dry: give the event loop to the sends before polling again.
                 await asyncio.sleep(0)
@@ -309,8 +314,7 @@ class Worker:
                     # Slots it asked for and did not fill are free again: a claim loop
                     # that found none while it was on its way is waiting for them.
                     self._slot_free.set()
-                for claim in claims:
-                    self.start(claim)
+                self._take(claims)
                 if not self._rush_again:
                     return
         finally:
@@ -322,6 +326,15 @@ class Worker:
         if not full:
             return self.lanes
         return tuple(lane for lane in (self.lanes or CLAIMED_QUEUES) if lane not in full)
+
+    def _take(self, claims: list[Claim]) -> None:
+        """Start sending what a claim brought, and count it."""
+        if not claims:  # (a rush may bring none)
+            return
+        for claim in claims:
+            self.start(claim)
+        metrics.claimed(len(claims))
+        metrics.holding(len(self._inflight))
 
     def start(self, claim: Claim) -> None:
         """Send ``claim``; its slot is held until its outcome commits."""
@@ -491,6 +504,10 @@ class Worker:
                         self._inflight.pop(_key(outcome.claim), None)
                     self._slot_free.set()
                     self.delivered += sum(1 for o in batch if isinstance(o, Sent))
+                    # Stale outcomes (their lease had expired) are counted too: the
+                    # attempt happened, and the row is attempted again by its next claim.
+                    metrics.recorded(batch)
+                    metrics.holding(len(self._inflight))
                     continue
             if deadline is not None and time.monotonic() > deadline:
                 log.error("outcomes_unrecorded", count=len(self._outcomes))
@@ -499,6 +516,7 @@ class Worker:
             backoff = min(backoff * 2, 5.0)
 
     async def _sweep_loop(self, live: Liveness) -> None:
+        """Sweep expired leases, and tell the store this worker is alive (``herald_workers``)."""
         while True:
             try:
                 swept = await self.store.sweep(self.policy.max_attempts)
@@ -506,8 +524,11 @@ class Worker:
                 log.warning("sweep_failed", error=str(exc))
             else:
                 live.ok()
-                if swept:
-                    log.warning("leases_expired", count=swept)
+                if swept.expired:
+                    log.warning("leases_expired", count=swept.expired)
+                metrics.buried(swept.buried)
+                with contextlib.suppress(StoreUnavailable):  # the next sweep says it again
+                    await self.store.worker_seen(self.name)
             await asyncio.sleep(self.settings.sweep_interval)
 
 

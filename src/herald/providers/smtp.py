@@ -70,8 +70,13 @@ class SMTPProvider(Provider):
     channels = frozenset({Channel.EMAIL})
 
     def __init__(self, settings: Settings, store: Store) -> None:
+        if not settings.smtp_host:
+            # Never a silent localhost:587: a relay nobody named is not a relay to trust.
+            raise ConfigError(
+                "HERALD_EMAIL_PROVIDERS names smtp, which needs HERALD_SMTP_HOST (the relay)"
+            )
         self.settings = settings
-        self._host = settings.smtp_host or "localhost"
+        self._host = settings.smtp_host
         self._port = settings.smtp_port
         self._sender = parseaddr(settings.smtp_from)[1] or settings.smtp_from
         try:
@@ -143,7 +148,9 @@ class SMTPProvider(Provider):
                 await self._slots.acquire(priority)
         except TimeoutError:
             log.info("smtp_pool_busy", host=self._host, port=self._port, waited=round(wait, 3))
-            raise Throttled(self.name, _REQUEUE_AFTER, "had no free session") from None
+            raise Throttled(
+                self.name, _REQUEUE_AFTER, "had no free session", "provider_busy"
+            ) from None
 
     async def close(self) -> None:
         """QUIT idle sessions; sessions still sending QUIT when they come back."""

@@ -29,6 +29,7 @@ from ..models import NewNotification
 from ..supervise import Liveness
 from .access import Access
 from .ports import (
+    Activity,
     BreakerState,
     Catalog,
     Coordination,
@@ -40,20 +41,22 @@ from .ports import (
     IdempotencyRecord,
     ListFilter,
     Mailbox,
+    Monitoring,
     Notifications,
     Queue,
     Receipts,
     Suppressions,
+    Swept,
 )
 
 __all__ = [
-    "BreakerState", "Created", "DlqFilter", "IdempotencyRecord", "ListFilter", "Store",
+    "BreakerState", "Created", "DlqFilter", "IdempotencyRecord", "ListFilter", "Store", "Swept",
 ]  # fmt: skip
 
 
 class Store(
     Queue, Notifications, DeadLetters, Idempotency, Coordination, Catalog, Events, Mailbox,
-    Receipts, Suppressions, abc.ABC,
+    Receipts, Suppressions, Monitoring, Activity, abc.ABC,
 ):  # fmt: skip
     """What every store provides. ``tests/integration/test_store_contract.py`` checks it."""
 

@@ -92,6 +92,11 @@ def verify(tenant_id: str, token_hash: str, not_before: float, now: float) -> Ru
     return found
 
 
+def verification_tenant(token_hash: str) -> Rule[str | None]:
+    rows = yield Fetch("event_tenant_by_verify_hash", (token_hash,))
+    return str(rows[0][0]) if rows else None
+
+
 def event_stats(tenant_id: str, event_type: str, since: float) -> Rule[EventStats]:
     [(total, verified, recent)] = yield Fetch("event_counts", (tenant_id, event_type, since))
     rows = yield Fetch("event_primary_statuses", (tenant_id, event_type))
@@ -152,6 +157,9 @@ class EventRules:
     async def verify_event(self, tenant_id: str, token_hash: str, not_before: float) -> EventRecord:
         now = self.clock()
         return await self.dialect.write(lambda: verify(tenant_id, token_hash, not_before, now))
+
+    async def verification_tenant(self, token_hash: str) -> str | None:
+        return await self.dialect.read(lambda: verification_tenant(token_hash))
 
     async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
         return await self.dialect.read(lambda: event_stats(tenant_id, event_type, since))

@@ -16,12 +16,15 @@ The ports, and who uses them:
 - ``DeadLetters``: the DLQ, replay and deletion of final rows.
 - ``Idempotency``: ``Idempotency-Key`` requests answered once.
 - ``Coordination``: what every worker process shares (token buckets, provider
-  pauses, breaker states, the heartbeat).
+  pauses, breaker states, the heartbeats).
 - ``Catalog``: stored templates (versioned) and event types.
 - ``Events``: events, their notifications and one-time verification tokens.
 - ``Mailbox``: what the capture provider kept.
 - ``Receipts``: what providers report after SENT (delivered, bounced, ...).
 - ``Suppressions``: recipients not to send to, and the categories of messages.
+- ``Monitoring``: what ``GET /api/metrics`` reads at each scrape, over every tenant.
+- ``Activity``: what changed lately, and history counted per minute (the dashboard's
+  live view and charts).
 - Access (API keys, users, sessions) is the ``Access`` class of ``access.py``,
   written once over a ``Runner``; a store exposes it as ``store.access``.
 
@@ -42,6 +45,7 @@ from ..models import (
     AuditEntry,
     Channel,
     Claim,
+    Gauges,
     MailboxMessage,
     NewNotification,
     Notification,
@@ -58,6 +62,8 @@ from .receipts import Category, ReceiptsApplied, Suppression
 
 #: What ``Notifications.create_many`` answers per notification: its id and first status.
 Created = tuple[str, Status]
+#: Seconds after which a worker not seen again is forgotten (``Coordination.worker_seen``).
+WORKERS_FORGOTTEN = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +90,48 @@ class IdempotencyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """Something a live view may have to show anew: a notification created or claimed, or a
+    history row stored (an attempt's end, a receipt, a cancel, a replay)."""
+
+    key: str  # unique in the feed, so a change read twice is passed on once
+    tenant_id: str
+    notification_id: str
+    status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeed:
+    changes: list[Change]
+    full: bool  # a kind of change reached the limit: there may be more than these
+    paused: frozenset[str]  # the paused lanes
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerState:
+    """One process's breaker for one provider (or ``provider:destination``).
+
+    ``instance`` is the name shown (``HERALD_INSTANCE``); ``process`` is that
+    name plus a boot id, so a process restarted under the same name starts
+    with none of its predecessor's rows.
+    """
+
     instance: str
     provider: str
     state: str  # closed, open or half-open
     failures: int
     changed_at: float
+    process: str
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What a sweep did: how many leases had expired, and the channels of the rows among
+    them that went to the DLQ (stalled on their last allowed attempt)."""
+
+    expired: int
+    buried: tuple[Channel, ...] = ()
 
 
 @runtime_checkable
@@ -129,8 +171,8 @@ class Queue(Protocol):
         """Give back claims that were never attempted (shutdown); the attempt is not spent."""
 
     @abc.abstractmethod
-    async def sweep(self, max_attempts: int) -> int:
-        """Return rows whose lease expired to the queue; return how many.
+    async def sweep(self, max_attempts: int) -> Swept:
+        """Return rows whose lease expired to the queue; say how many (``Swept``).
 
         A row that stalled on its last allowed attempt goes to the DLQ instead,
         so a message that crashes every worker cannot loop forever.
@@ -208,6 +250,19 @@ class Notifications(Protocol):
     async def trim_sent(self, keep: int, batch: int = 5000) -> int:
         """Delete each tenant's sent notifications (``DONE``) but its ``keep`` newest ones
         (``HERALD_KEEP_SENT``, seed 002's ``removeOnComplete``), as ``clean`` deletes."""
+
+    @abc.abstractmethod
+    async def count_old(
+        self, created_before: float, statuses: Sequence[Status] = DONE,
+        tenant_id: str | None = None, queue: str | None = None,
+    ) -> int:  # fmt: skip
+        """How many rows ``clean`` (every tenant's) or ``clean_queue`` (a tenant's lane,
+        without a limit) would delete now, deleting nothing: ``herald clean --dry-run``."""
+
+    @abc.abstractmethod
+    async def ids_starting(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the tenant's notification ids that begin with ``prefix``, in
+        order: the command line shows and takes ids shortened to a unique prefix."""
 
     @abc.abstractmethod
     async def sensitive_notifications(
@@ -301,15 +356,34 @@ class Coordination(Protocol):
         """Hold every process's calls to ``provider`` until the time (a 429's Retry-After)."""
 
     @abc.abstractmethod
-    async def record_breaker(self, state: BreakerState) -> None: ...
+    async def record_breaker(self, state: BreakerState) -> None:
+        """Save ``state`` as its process's latest for that provider."""
 
     @abc.abstractmethod
-    async def breakers(self) -> list[BreakerState]:
-        """The last recorded breaker state of every provider in every process."""
+    async def breakers(self, live_since: float) -> list[BreakerState]:
+        """The last recorded breaker state of every provider in every live process: one
+        whose heartbeat is at ``live_since`` or later. A process that died or stopped
+        takes its breakers with it."""
 
     @abc.abstractmethod
-    async def heartbeat(self, instance: str) -> None:
-        """Commit one tiny write; raises when the store cannot commit (disk full, read-only)."""
+    async def heartbeat(self, process: str) -> None:
+        """Say ``process`` is alive, in one tiny commit; raises when the store cannot
+        commit (disk full, read-only): health uses it as its probe."""
+
+    @abc.abstractmethod
+    async def end_process(self, process: str) -> None:
+        """A process stopping: its heartbeat and breaker rows go at once."""
+
+    @abc.abstractmethod
+    async def prune_processes(self, seen_before: float) -> int:
+        """Drop the heartbeats last seen before ``seen_before`` (processes that died
+        without ``end_process``) and the breaker rows of every process not live; how
+        many breaker rows went."""
+
+    @abc.abstractmethod
+    async def worker_seen(self, name: str) -> None:
+        """Record that the delivery worker process ``name`` runs (its heartbeat, counted by
+        ``Monitoring.gauges``); workers not seen for a day are forgotten here too."""
 
 
 @runtime_checkable
@@ -389,6 +463,12 @@ class Events(Protocol):
         """
 
     @abc.abstractmethod
+    async def verification_tenant(self, token_hash: str) -> str | None:
+        """The tenant whose event holds this one-time token, if any: the one lookup not
+        scoped by tenant, for the public page a verification link opens. The token
+        (only its hash is stored) is the credential."""
+
+    @abc.abstractmethod
     async def event_stats(self, tenant_id: str, event_type: str, since: float) -> EventStats:
         """Counts of an event type: total, verified, created since ``since``, and the
         statuses of each event's primary (first) notification."""
@@ -464,10 +544,41 @@ class Suppressions(Protocol):
     async def delete_category(self, tenant_id: str, name: str) -> bool: ...
 
 
+@runtime_checkable
+class Monitoring(Protocol):
+    """What the metrics read from the store when scraped (``metrics.py``)."""
+
+    @abc.abstractmethod
+    async def gauges(self, now: float, alive_after: float) -> Gauges:
+        """Every tenant's rows counted by status and lane, the rows due at ``now`` and not
+        yet claimed, the DLQ's size, and the workers seen since ``alive_after``."""
+
+
+@runtime_checkable
+class Activity(Protocol):
+    """What changed lately, read over indexes, for the dashboard's live view and charts."""
+
+    @abc.abstractmethod
+    async def changes(self, since: float, limit: int) -> ChangeFeed:
+        """Every tenant's changes at or after ``since``: notifications created, claimed, and
+        history rows stored, at most ``limit`` of each kind; and the paused lanes.
+
+        A poller reads a window that overlaps its last one (a commit may land a little
+        after the time its rows carry) and passes each change on once, by its key.
+        """
+
+    @abc.abstractmethod
+    async def history_per_minute(
+        self, tenant_id: str, since: float, statuses: Sequence[Status]
+    ) -> list[tuple[int, str, int]]:
+        """Stored history rows in ``statuses`` from ``since`` on, counted per minute:
+        (the minute, as POSIX seconds // 60; the status; how many)."""
+
+
 #: Every port a store provides (besides ``access``).
 PORTS: tuple[type, ...] = (
     Queue, Notifications, DeadLetters, Idempotency, Coordination, Catalog, Events, Mailbox,
-    Receipts, Suppressions,
+    Receipts, Suppressions, Monitoring, Activity,
 )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,6 +110,10 @@ class ReceiptsApplied:
     changed: int  # notifications whose status moved forward
     unknown: int  # events for ids no notification of their channel holds
     suppressed: int  # recipients newly added to a suppression list
+    #: Each status move applied, counted by (channel, status moved to): a notification
+    #: delivered then complained about in one batch moved twice.
+    moves: dict[tuple[str, str], int] = field(default_factory=dict)
+    callbacks: int = 0  # status callbacks stored (WEBHOOK notifications)
 
 
 @dataclass(slots=True)
@@ -144,6 +148,7 @@ def apply_receipts(
     audit: list[list[Any]] = []
     suppress: dict[tuple[str, str, str], list[Any]] = {}
     matched = 0
+    moves: dict[tuple[str, str], int] = {}
     for e in events:
         channel = PROVIDER_CHANNEL.get(e.provider)
         found = [t for t in targets.get(e.message_id, ()) if channel and t.channel == channel]
@@ -156,6 +161,8 @@ def apply_receipts(
                 and (RECEIPT_RANK[moved] > RECEIPT_RANK[t.status])
             ):
                 t.status, t.changed = moved, True
+                move = (t.channel, moved.value)
+                moves[move] = moves.get(move, 0) + 1
             else:
                 moved = None
             audit.append([t.id, t.tenant_id, t.status.value, _message(e, moved), e.at,
@@ -174,7 +181,9 @@ def apply_receipts(
     callbacks = [_callback(t, url, now) for t in changed if (url := t.callback_url or callback_url)]
     if callbacks:  # in the same transaction: a status is never recorded without its callback
         yield Insert(callbacks, now)
-    return ReceiptsApplied(len(events), matched, len(changed), len(events) - matched, added)
+    return ReceiptsApplied(
+        len(events), matched, len(changed), len(events) - matched, added, moves, len(callbacks)
+    )
 
 
 def _message(e: ReceiptEvent, moved: Status | None) -> str:

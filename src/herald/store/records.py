@@ -48,6 +48,7 @@ def fresh(item: NewNotification, now: float) -> Notification:
         scheduled_at=item.scheduled_at, created_at=now, updated_at=now, sent_at=None,
         failed_at=None, callback_url=item.callback_url, category=item.category,
         ignore_suppression=item.ignore_suppression, max_retries=item.max_retries,
+        request_id=item.request_id,
     )  # fmt: skip
 
 

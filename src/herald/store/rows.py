@@ -11,8 +11,11 @@ import orjson
 from ..models import (
     ACCEPTED,
     ALL_QUEUES,
+    CLAIMABLE,
+    DLQ,
     Channel,
     Dead,
+    Gauges,
     NewNotification,
     Notification,
     Priority,
@@ -54,6 +57,7 @@ def notification_from_row(row: Mapping[str, Any]) -> Notification:
         category=row["category"],
         ignore_suppression=bool(row["ignore_suppression"]),
         max_retries=row["max_retries"],
+        request_id=row["request_id"],
     )
 
 
@@ -95,6 +99,32 @@ def breakdown_stats(rows: Iterable[Sequence[Any]], queue_rows: Iterable[Sequence
         success_rate=round(100.0 * succeeded / finished, 2) if finished else 100.0,
         by_channel_status=crossed,
     )
+
+
+_WAITING = frozenset(s.value for s in CLAIMABLE)
+_PRIORITY_NAME = {int(p): p.name for p in Priority}
+
+
+def gauges_from(rows: Iterable[Sequence[Any]], workers: int) -> Gauges:
+    """Gauges from ``(status, queue, priority, count, due, earliest due time)`` rows: every
+    row of the table grouped, with how many of each group are due at the scrape's time."""
+    by_status = {s.value: 0 for s in Status}
+    depth = dict.fromkeys(ALL_QUEUES, 0)
+    waiting: dict[tuple[str, str], int] = {}
+    oldest: dict[str, float] = {}
+    dlq = 0
+    for status, queue, priority, count, due, oldest_due in rows:
+        by_status[status] += count
+        if status in _WAITING or status == Status.PROCESSING.value:
+            depth[queue] = depth.get(queue, 0) + count
+        if status in _WAITING and due:
+            key = (queue, _PRIORITY_NAME[int(priority)])
+            waiting[key] = waiting.get(key, 0) + int(due)
+            if queue not in oldest or oldest_due < oldest[queue]:
+                oldest[queue] = oldest_due
+        elif status == Status.FAILED.value and queue == DLQ:
+            dlq += count
+    return Gauges(by_status, depth, waiting, oldest, dlq, workers)
 
 
 def queue_counts(rows: Iterable[Sequence[Any]], paused: set[str]) -> list[QueueCounts]:
@@ -147,6 +177,12 @@ def status_callback(outcome: Sent | Dead, url: str) -> NewNotification:
         metadata={"event": event, "callbackFor": c.id},
         tenant_id=c.tenant_id,
     )
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """The ids beginning with ``prefix`` are those from the first bound up to the second
+    (excluded), compared as the primary key compares them (bytes, code points)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def id_bound(created_before: float) -> str:

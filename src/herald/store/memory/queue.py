@@ -29,6 +29,7 @@ from ...models import (
     Suppressed,
 )
 from .. import records
+from ..ports import Swept
 from ..rows import status_callback
 from .tables import Row, Tables
 
@@ -159,22 +160,24 @@ def release(t: Tables, claims: Sequence[Claim], now: float) -> int:
     return released
 
 
-def sweep(t: Tables, max_attempts: int, now: float) -> int:
+def sweep(t: Tables, max_attempts: int, now: float) -> Swept:
     """Expired leases back to the queue, or to the DLQ on the last allowed attempt."""
     expired = [
         r
         for r in t.notifications.values()
         if r.status is Status.PROCESSING and r.lease_until is not None and r.lease_until < now
     ]
+    buried = []
     for r in expired:
         status, text, error = records.stalled(r.attempts, max_attempts)
         r.lease_until = r.claim_token = None
         r.updated_at = now
         if error is not None:
             r.status, r.queue, r.last_error, r.failed_at = Status.FAILED, DLQ, error, now
+            buried.append(r.channel)
         else:
             r.status, r.due_at = Status.QUEUED, now
         t.audit(r.id, status, text, now, None)
     if expired:
         log.warning("stalled", count=len(expired))
-    return len(expired)
+    return Swept(len(expired), tuple(buried))

@@ -200,6 +200,9 @@ class MemoryDialect(ReceiptStatements):
             if e.tenant_id == tenant and e.verify_hash == token_hash
         ]
 
+    def event_tenant_by_verify_hash(self, token_hash: str) -> Rows:
+        return [(e.tenant_id,) for e in self.t.events.values() if e.verify_hash == token_hash]
+
     def event_verified(self, now: float, event_id: str) -> int:
         event = self.t.events.get(event_id)
         if event is None or event.verified_at is not None:

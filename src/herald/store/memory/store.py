@@ -13,7 +13,7 @@ Time comes from ``clock`` (POSIX seconds), so a test can move it::
     await store.create([item])
     [claim] = await store.claim(1, lease_seconds=30)
     now[0] += 31
-    assert await store.sweep(max_attempts=6) == 1   # the lease expired
+    assert (await store.sweep(max_attempts=6)).expired == 1   # the lease expired
 
 ``beside()`` opens a second store on the same tables, as a second process
 shares one database. Nothing is written to disk, and no database URL names
@@ -37,6 +37,7 @@ from ...models import (
     AuditEntry,
     Channel,
     Claim,
+    Gauges,
     MailboxMessage,
     NewNotification,
     Notification,
@@ -49,11 +50,12 @@ from ...models import (
 )
 from .. import records
 from ..access import Access
-from ..base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..base import BreakerState, DlqFilter, IdempotencyRecord, ListFilter, Store, Swept
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..ports import WORKERS_FORGOTTEN, Change, ChangeFeed
 from ..receipts import ReceiptRules
-from ..rows import breakdown_stats, queue_counts
+from ..rows import breakdown_stats, gauges_from, queue_counts
 from . import queue
 from .access import MemoryRunner
 from .statements import MemoryDialect
@@ -198,14 +200,30 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         self, created_before: float, statuses: Sequence[Status], tenant_id: str | None = None,
         queue: str | None = None, limit: int | None = None,
     ) -> int:  # fmt: skip
-        # By the row's own time: ids never step back, so under a fake clock they need not match it.
-        old = sorted((r for r in self.tables.notifications.values()
-                      if r.created_at < created_before and r.status in statuses
-                      and tenant_id in (None, r.tenant_id) and queue in (None, r.queue)),
-                     key=_age)[:limit]  # fmt: skip
+        old = self._old(created_before, statuses, tenant_id, queue)[:limit]
         for r in old:
             self.tables.forget(r.id)
         return len(old)
+
+    def _old(
+        self, created_before: float, statuses: Sequence[Status], tenant_id: str | None,
+        queue: str | None,
+    ) -> list[Row]:  # fmt: skip
+        # By the row's own time: ids never step back, so under a fake clock they need not match it.
+        return sorted((r for r in self.tables.notifications.values()
+                       if r.created_at < created_before and r.status in statuses
+                       and tenant_id in (None, r.tenant_id) and queue in (None, r.queue)),
+                      key=_age)  # fmt: skip
+
+    async def count_old(
+        self, created_before: float, statuses: Sequence[Status] = DONE,
+        tenant_id: str | None = None, queue: str | None = None,
+    ) -> int:  # fmt: skip
+        return len(self._old(created_before, statuses, tenant_id, queue))
+
+    async def ids_starting(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        return sorted(r.id for r in self.tables.notifications.values()
+                      if r.tenant_id == tenant_id and r.id.startswith(prefix))[:limit]  # fmt: skip
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -227,7 +245,7 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         self._wake()
         return released
 
-    async def sweep(self, max_attempts: int) -> int:
+    async def sweep(self, max_attempts: int) -> Swept:
         swept = queue.sweep(self.tables, max_attempts, self.clock())
         self._wake()
         return swept
@@ -245,6 +263,38 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         else:
             self.tables.paused.discard(queue)
         self._wake()
+
+    # -- activity (the SQL stores read activity.sql) ---------------------------------------------
+
+    async def changes(self, since: float, limit: int) -> ChangeFeed:
+        t = self.tables
+        created = sorted(r.id for r in t.notifications.values() if r.created_at >= since)[:limit]
+        rows = [t.notifications[i] for i in created]
+        changes = [Change(f"n{r.id}", r.tenant_id, r.id, r.status.value, r.created_at)
+                   for r in rows]  # fmt: skip
+        # Every entry is stored here, claims included (the SQL stores read those off the row).
+        stored = sorted(
+            (e for entries in t.history.values() for e in entries if e.at >= since),
+            key=lambda e: e.at,
+        )[:limit]
+        for e in stored:
+            tenant = t.notifications[e.notification_id].tenant_id
+            changes.append(Change(f"h{e.notification_id}:{e.id}", tenant, e.notification_id,
+                                  e.status.value, e.at))  # fmt: skip
+        return ChangeFeed(changes, limit in (len(rows), len(stored)), frozenset(t.paused))
+
+    async def history_per_minute(
+        self, tenant_id: str, since: float, statuses: Sequence[Status]
+    ) -> list[tuple[int, str, int]]:
+        counts: Counter[tuple[int, str]] = Counter()
+        for note_id, entries in self.tables.history.items():
+            row = self.tables.notifications.get(note_id)
+            if row is None or row.tenant_id != tenant_id:
+                continue
+            for e in entries:
+                if e.at >= since and e.status in statuses:
+                    counts[int(e.at // 60), e.status.value] += 1
+        return [(minute, status, n) for (minute, status), n in sorted(counts.items())]
 
     # -- dead letters --------------------------------------------------------------------------
 
@@ -359,13 +409,53 @@ class MemoryStore(CatalogRules, EventRules, ReceiptRules, Store):
         bucket.paused_until = max(bucket.paused_until, until)
 
     async def record_breaker(self, state: BreakerState) -> None:
-        self.tables.breakers[(state.instance, state.provider)] = state
+        self.tables.breakers[(state.process, state.provider)] = state
 
-    async def breakers(self) -> list[BreakerState]:
-        return sorted(self.tables.breakers.values(), key=lambda b: (b.provider, b.instance))
+    async def breakers(self, live_since: float) -> list[BreakerState]:
+        beats = self.tables.heartbeats
+        live = [b for b in self.tables.breakers.values()
+                if beats.get(b.process, float("-inf")) >= live_since]  # fmt: skip
+        return sorted(live, key=lambda b: (b.provider, b.instance, b.process))
 
-    async def heartbeat(self, instance: str) -> None:
-        self.tables.heartbeats[instance] = self.clock()
+    async def heartbeat(self, process: str) -> None:
+        self.tables.heartbeats[process] = self.clock()
+
+    async def end_process(self, process: str) -> None:
+        self.tables.heartbeats.pop(process, None)
+        for key in [k for k in self.tables.breakers if k[0] == process]:
+            del self.tables.breakers[key]
+
+    async def prune_processes(self, seen_before: float) -> int:
+        beats = self.tables.heartbeats
+        for process in [p for p, at in beats.items() if at < seen_before]:
+            del beats[process]
+        gone = [k for k in self.tables.breakers if k[0] not in beats]
+        for key in gone:
+            del self.tables.breakers[key]
+        return len(gone)
+
+    async def worker_seen(self, name: str) -> None:
+        now = self.clock()
+        seen = self.tables.workers
+        for old in [n for n, at in seen.items() if at < now - WORKERS_FORGOTTEN and n != name]:
+            del seen[old]
+        seen[name] = now
+
+    # -- monitoring ------------------------------------------------------------------------------
+
+    async def gauges(self, now: float, alive_after: float) -> Gauges:
+        """From the rows the SQL stores' ``gauges`` query answers."""
+        count: Counter[tuple[str, str, int]] = Counter()
+        due: Counter[tuple[str, str, int]] = Counter()
+        oldest: dict[tuple[str, str, int], float] = {}
+        for r in self.tables.notifications.values():
+            key = (r.status.value, r.queue, int(r.priority))
+            count[key] += 1
+            due[key] += r.due_at <= now
+            oldest[key] = min(oldest.get(key, r.due_at), r.due_at)
+        rows = [(*key, n, due[key], oldest.get(key)) for key, n in count.items()]
+        alive = sum(1 for at in self.tables.workers.values() if at >= alive_after)
+        return gauges_from(rows, alive)
 
     # -- the mailbox -----------------------------------------------------------------------------
 

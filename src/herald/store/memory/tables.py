@@ -64,6 +64,7 @@ class Row:
     category: str | None = None
     ignore_suppression: bool = False
     max_retries: int | None = None
+    request_id: str | None = None
     claim_token: str | None = None
     lease_until: float | None = None
 
@@ -175,6 +176,7 @@ class Tables:
     buckets: dict[str, Bucket] = field(default_factory=dict)
     breakers: dict[tuple[str, str], BreakerState] = field(default_factory=dict)
     heartbeats: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, float] = field(default_factory=dict)  # name -> last seen
     templates: list[Template] = field(default_factory=list)
     event_types: dict[tuple[str, str], bytes] = field(default_factory=dict)  # JSON
     events: dict[str, Event] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from ...models import (
     AuditEntry,
     Channel,
     Claim,
+    Gauges,
     MailboxMessage,
     NewNotification,
     Notification,
@@ -40,11 +41,28 @@ from ...models import (
 from ...supervise import Liveness
 from .. import history, records, sql
 from ..access import Access, Row, statements
-from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..activity import ActivityRules, Read
+from ..base import (
+    BreakerState,
+    Created,
+    DlqFilter,
+    IdempotencyRecord,
+    ListFilter,
+    Store,
+    Swept,
+)
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..ports import WORKERS_FORGOTTEN
 from ..receipts import ReceiptRules
-from ..rows import breakdown_stats, id_bound, notification_from_row, queue_counts
+from ..rows import (
+    breakdown_stats,
+    gauges_from,
+    id_bound,
+    notification_from_row,
+    prefix_range,
+    queue_counts,
+)
 from . import jobs
 from .batch import GroupCommit
 from .events import PostgresDialect
@@ -53,9 +71,10 @@ from .pool import Pool, Q, affected
 
 log = structlog.get_logger("herald.store.postgres")
 A = statements("postgres")
+LATELY = sql.queries("postgres", "activity.sql")
 
 
-class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
+class PostgresStore(CatalogRules, EventRules, ReceiptRules, ActivityRules, Store):
     notifies_work = True
 
     def __init__(self, url: str, pool_size: int = 10, connect_patience: float = 15.0) -> None:
@@ -115,8 +134,18 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
     async def ping(self) -> None:
         await self._pool.fetchval("ping")
 
-    async def heartbeat(self, instance: str) -> None:
-        await self._pool.execute("heartbeat", instance, time.time())
+    async def heartbeat(self, process: str) -> None:
+        await self._pool.execute("heartbeat", process, time.time())
+
+    async def worker_seen(self, name: str) -> None:
+        now = time.time()
+        await self._pool.execute("worker_seen", name, now, now - WORKERS_FORGOTTEN)
+
+    async def gauges(self, now: float, alive_after: float) -> Gauges:
+        async with self._pool.connection() as conn:
+            rows = await conn.fetch(Q["gauges"], now)
+            workers = await conn.fetchval(Q["workers_alive"], alive_after)
+        return gauges_from([tuple(r) for r in rows], int(workers))
 
     def liveness(self) -> list[Liveness]:
         own = self._listener.liveness
@@ -176,6 +205,10 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
     async def set_paused(self, queue: str, paused: bool) -> None:
         await self._pool.fetchval("set_paused", queue, paused, time.time(), CHANNEL)
 
+    async def _activity(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
+        async with self._pool.connection() as conn:
+            return [list(await conn.fetch(LATELY[name], *args)) for name, args in reads]
+
     async def cancel(self, tenant_id: str, notification_id: str, actor: str | None = None) -> bool:
         args = (tenant_id, notification_id, time.time(), records.cancelled(actor))
         return await self._pool.fetchval("cancel", *args) is not None
@@ -229,6 +262,17 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
 
     async def trim_sent(self, keep: int, batch: int = 5000) -> int:
         return await self._forget("trim_sent", (keep, [s.value for s in DONE]), batch)
+
+    async def count_old(
+        self, created_before: float, statuses: Sequence[Status] = DONE,
+        tenant_id: str | None = None, queue: str | None = None,
+    ) -> int:  # fmt: skip
+        args = (id_bound(created_before), [s.value for s in statuses], tenant_id, queue)
+        return int(await self._pool.fetchval("count_old", *args))
+
+    async def ids_starting(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        low, high = prefix_range(prefix)
+        return [r[0] for r in await self._pool.fetch("ids_starting", tenant_id, low, high, limit)]
 
     async def _forget(
         self, query: str, args: tuple[Any, ...], batch: int, limit: int | None = None
@@ -299,11 +343,17 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
     async def record_breaker(self, state: BreakerState) -> None:
         b = state
         await self._pool.execute(
-            "breaker_save", b.instance, b.provider, b.state, b.failures, b.changed_at
+            "breaker_save", b.instance, b.provider, b.state, b.failures, b.changed_at, b.process
         )
 
-    async def breakers(self) -> list[BreakerState]:
-        return [BreakerState(*r) for r in await self._pool.fetch("breakers")]
+    async def breakers(self, live_since: float) -> list[BreakerState]:
+        return [BreakerState(*r) for r in await self._pool.fetch("breakers", live_since)]
+
+    async def end_process(self, process: str) -> None:
+        await self._pool.execute("process_end", process)
+
+    async def prune_processes(self, seen_before: float) -> int:
+        return affected(await self._pool.execute("processes_prune", seen_before))
 
     async def mailbox(
         self, tenant_id: str, limit: int, channel: Channel | None = None
@@ -373,7 +423,7 @@ class PostgresStore(CatalogRules, EventRules, ReceiptRules, Store):
 
         return await self._pool.transaction(write)
 
-    async def sweep(self, max_attempts: int) -> int:
+    async def sweep(self, max_attempts: int) -> Swept:
         now = time.time()
         return await self._pool.transaction(lambda conn: jobs.sweep(conn, max_attempts, now))
 

@@ -41,7 +41,7 @@ from ...models import (
     new_ids,
 )
 from .. import records
-from ..base import Created
+from ..base import Created, Swept
 from ..rows import notification_from_row, status_callback
 from .listen import CHANNEL
 from .pool import Q
@@ -98,11 +98,11 @@ async def insert(
             n.id, n.tenant_id, n.channel.value, n.recipient, n.subject, n.body, n.html,
             _json(n.metadata), int(n.priority), n.status.value, n.queue, n.due_at,
             n.idempotency_key, n.scheduled_at, now, n.callback_url, n.category,
-            n.ignore_suppression, n.max_retries,
+            n.ignore_suppression, n.max_retries, n.request_id,
         )
         for n in notes
     ]  # fmt: skip
-    inserted = await conn.fetchval(Q["create"], *_columns(rows, 19), CHANNEL)
+    inserted = await conn.fetchval(Q["create"], *_columns(rows, 20), CHANNEL)
     if len(inserted) == len(notes):
         return notes
     taken = set(inserted)
@@ -116,7 +116,8 @@ async def insert(
 _COPY_COLUMNS = (
     "id", "tenant_id", "channel", "recipient", "subject", "body", "html", "metadata",
     "priority", "status", "queue", "due_at", "scheduled_at", "created_at", "updated_at",
-    "callback_url", "category", "ignore_suppression", "max_retries", "creation_derived",
+    "callback_url", "category", "ignore_suppression", "max_retries", "request_id",
+    "creation_derived",
 )  # fmt: skip
 
 
@@ -144,7 +145,7 @@ async def insert_many(
             note_id, item.tenant_id, channel, item.recipient, item.subject, item.body,
             item.html, item.metadata, int(item.priority), status.value, queue,
             due_at, item.scheduled_at, now, now, item.callback_url, item.category,
-            item.ignore_suppression, item.max_retries, True,
+            item.ignore_suppression, item.max_retries, item.request_id, True,
         ))  # fmt: skip
         created.append((note_id, status))
     async with conn.transaction():
@@ -266,21 +267,24 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome], now: f
     return len(live)
 
 
-async def sweep(conn: asyncpg.Connection, max_attempts: int, now: float) -> int:
+async def sweep(conn: asyncpg.Connection, max_attempts: int, now: float) -> Swept:
     """Return expired leases to the queue (or bury them); several sweepers never collide."""
     expired = await conn.fetch(Q["expired"], now, SWEEP_BATCH)
     if not expired:
-        return 0
+        return Swept(0)
     changes = []
     audit = []
-    for notification_id, tenant_id, attempts, claimed_at in expired:
+    buried = []
+    for notification_id, tenant_id, attempts, claimed_at, channel in expired:
         status, message, error = records.stalled(attempts, max_attempts)
         changes.append((notification_id, status, error))
         audit.append((notification_id, tenant_id, status, message, now, None, claimed_at,
                       attempts))  # fmt: skip
+        if error is not None:
+            buried.append(Channel(channel))
     ids, statuses, errors = _columns(changes, 3)
     await conn.execute(Q["unstall"], ids, statuses, now, errors)
     await conn.execute(Q["insert_audit"], *_columns(audit, 8))
     await conn.execute(Q["notify"], CHANNEL, "")
     log.warning("stalled", count=len(expired))
-    return len(expired)
+    return Swept(len(expired), tuple(buried))

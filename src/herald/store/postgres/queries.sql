@@ -30,25 +30,26 @@ WITH new AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int2[], $10::text[], $11::text[], $12::float8[], $13::text[],
-        $14::float8[], $15::float8[], $16::text[], $17::text[], $18::bool[], $19::int4[]
+        $14::float8[], $15::float8[], $16::text[], $17::text[], $18::bool[], $19::int4[],
+        $20::text[]
     ) AS t(id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
            queue, due_at, idempotency_key, scheduled_at, created_at, callback_url, category,
-           ignore_suppression, max_retries)
+           ignore_suppression, max_retries, request_id)
 ), inserted AS (
     INSERT INTO notifications (
         id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
         queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-        category, ignore_suppression, max_retries, creation_derived
+        category, ignore_suppression, max_retries, request_id, creation_derived
     )
     SELECT id, tenant_id, channel, recipient, subject, body, html, metadata::jsonb, priority,
            status, queue, due_at, idempotency_key, scheduled_at, created_at, created_at,
-           callback_url, category, ignore_suppression, max_retries, true
+           callback_url, category, ignore_suppression, max_retries, request_id, true
     FROM new
     ON CONFLICT DO NOTHING
     RETURNING id, due_at
 )
 SELECT coalesce(array_agg(id), '{}') AS inserted,
-       pg_notify($20, coalesce(min(due_at)::text, '')) AS woken
+       pg_notify($21, coalesce(min(due_at)::text, '')) AS woken
 FROM inserted;
 
 -- name: by_idempotency_keys
@@ -243,7 +244,7 @@ WITH released AS (
 SELECT id FROM released;
 
 -- name: expired
-SELECT id, tenant_id, attempts, claimed_at FROM notifications
+SELECT id, tenant_id, attempts, claimed_at, channel FROM notifications
 WHERE status = 'PROCESSING' AND lease_until < $1
 ORDER BY lease_until
 LIMIT $2
@@ -390,6 +391,16 @@ WITH old AS (
 )
 SELECT count(*) FROM gone;
 
+-- name: count_old
+-- How many rows clean would delete, without a limit.
+SELECT count(*) FROM notifications
+WHERE id < $1 AND status = ANY($2::text[])
+  AND ($3::text IS NULL OR tenant_id = $3) AND ($4::text IS NULL OR queue = $4);
+
+-- name: ids_starting
+-- Tenant $1's ids from $2 up to $3 (excluded): those beginning with a prefix.
+SELECT id FROM notifications WHERE id >= $2 AND id < $3 AND tenant_id = $1 ORDER BY id LIMIT $4;
+
 -- name: trim_sent
 -- Up to $3 rows, with their history, of each tenant's rows in $2 but its $1 newest.
 WITH ranked AS (
@@ -451,14 +462,26 @@ ON CONFLICT (provider) DO UPDATE
 SET paused_until = greatest(rate_buckets.paused_until, excluded.paused_until);
 
 -- name: breaker_save
-INSERT INTO provider_state (instance, provider, state, failures, changed_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (instance, provider) DO UPDATE
+INSERT INTO breakers (instance, provider, state, failures, changed_at, process)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (process, provider) DO UPDATE
 SET state = excluded.state, failures = excluded.failures, changed_at = excluded.changed_at;
 
 -- name: breakers
-SELECT instance, provider, state, failures, changed_at FROM provider_state
-ORDER BY provider, instance;
+SELECT b.instance, b.provider, b.state, b.failures, b.changed_at, b.process
+FROM breakers b JOIN heartbeats h ON h.instance = b.process
+WHERE h.at >= $1
+ORDER BY b.provider, b.instance, b.process;
+
+-- name: process_end
+WITH beat AS (DELETE FROM heartbeats WHERE instance = $1)
+DELETE FROM breakers WHERE process = $1;
+
+-- name: processes_prune
+-- One snapshot: the outer DELETE still sees the heartbeats the inner one removes.
+WITH stale AS (DELETE FROM heartbeats WHERE at < $1)
+DELETE FROM breakers b
+WHERE NOT EXISTS (SELECT 1 FROM heartbeats h WHERE h.instance = b.process AND h.at >= $1);
 
 -- name: backlog
 SELECT count(*) FROM notifications
@@ -467,3 +490,18 @@ WHERE status IN ('QUEUED', 'SCHEDULED', 'RETRYING') AND due_at <= $1;
 -- name: heartbeat
 INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
 ON CONFLICT (instance) DO UPDATE SET at = excluded.at;
+
+-- name: gauges
+-- Every tenant's rows by status, lane and priority: how many, how many of them are due,
+-- and the earliest due time, which is a due row's whenever one is (rows.gauges_from).
+-- One pass over the table per scrape, as the tenant's statistics take.
+SELECT status, queue, priority, count(*), count(*) FILTER (WHERE due_at <= $1), min(due_at)
+FROM notifications GROUP BY status, queue, priority;
+
+-- name: workers_alive
+SELECT count(*) FROM workers WHERE seen_at >= $1;
+
+-- name: worker_seen
+WITH forgotten AS (DELETE FROM workers WHERE seen_at < $3 AND name <> $1)
+INSERT INTO workers (name, seen_at) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at;

@@ -28,6 +28,7 @@ from ...models import (
     AuditEntry,
     Channel,
     Claim,
+    Gauges,
     MailboxMessage,
     NewNotification,
     Notification,
@@ -40,11 +41,28 @@ from ...models import (
 )
 from .. import history, records, sql
 from ..access import Access, Row, statements
-from ..base import BreakerState, Created, DlqFilter, IdempotencyRecord, ListFilter, Store
+from ..activity import ActivityRules, Read
+from ..base import (
+    BreakerState,
+    Created,
+    DlqFilter,
+    IdempotencyRecord,
+    ListFilter,
+    Store,
+    Swept,
+)
 from ..catalog import CatalogRules
 from ..eventlog import EventRules
+from ..ports import WORKERS_FORGOTTEN
 from ..receipts import ReceiptRules
-from ..rows import breakdown_stats, id_bound, notification_from_row, queue_counts
+from ..rows import (
+    breakdown_stats,
+    gauges_from,
+    id_bound,
+    notification_from_row,
+    prefix_range,
+    queue_counts,
+)
 from . import jobs
 from .events import SQLiteDialect
 from .groupcommit import GroupCommitWriter
@@ -53,9 +71,10 @@ log = structlog.get_logger("herald.store.sqlite")
 T = TypeVar("T")
 Q = sql.queries("sqlite")
 A = statements("sqlite")
+LATELY = sql.queries("sqlite", "activity.sql")
 
 
-class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
+class SQLiteStore(CatalogRules, EventRules, ReceiptRules, ActivityRules, Store):
     def __init__(self, path: str, busy_timeout_ms: int = 5000, readers: int = 2) -> None:
         if path in ("", ":memory:"):
             raise ValueError("SQLite store needs a file: several connections share it")
@@ -129,9 +148,26 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
             self._writer.check()  # reads still work when the writer thread has died
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def heartbeat(self, instance: str) -> None:
+    async def heartbeat(self, process: str) -> None:
         now = time.time()
-        await self._write(lambda conn: conn.execute(Q["heartbeat"], (instance, now)))
+        await self._write(lambda conn: conn.execute(Q["heartbeat"], (process, now)))
+
+    async def worker_seen(self, name: str) -> None:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["workers_forget"], (now - WORKERS_FORGOTTEN,))
+            conn.execute(Q["worker_seen"], (name, now))
+
+        await self._write(write)
+
+    async def gauges(self, now: float, alive_after: float) -> Gauges:
+        def read(conn: sqlite3.Connection) -> Gauges:
+            rows = conn.execute(Q["gauges"], {"now": now}).fetchall()
+            [(workers,)] = conn.execute(Q["workers_alive"], (alive_after,)).fetchall()
+            return gauges_from([tuple(r) for r in rows], int(workers))
+
+        return await self._read(read)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -320,6 +356,21 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
         params = {"statuses": orjson.dumps(DONE).decode(), "keep": keep}
         return await self._forget("beyond_newest", params, batch)
 
+    async def count_old(
+        self, created_before: float, statuses: Sequence[Status] = DONE,
+        tenant_id: str | None = None, queue: str | None = None,
+    ) -> int:  # fmt: skip
+        params = {**_old(created_before, statuses), "tenant": tenant_id, "queue": queue}
+        return int(await self._read(lambda c: c.execute(Q["count_old"], params).fetchone()[0]))
+
+    async def ids_starting(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        low, high = prefix_range(prefix)
+        params = {"low": low, "high": high, "tenant": tenant_id, "limit": limit}
+        return [
+            r[0]
+            for r in await self._read(lambda c: c.execute(Q["ids_starting"], params).fetchall())
+        ]
+
     async def _forget(
         self, pick: str, params: dict[str, Any], batch: int, limit: int | None = None
     ) -> int:
@@ -395,12 +446,26 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
 
     async def record_breaker(self, state: BreakerState) -> None:
         b = state
-        params = (b.instance, b.provider, b.state, b.failures, b.changed_at)
+        params = (b.instance, b.provider, b.state, b.failures, b.changed_at, b.process)
         await self._write(lambda c: c.execute(Q["breaker_save"], params))
 
-    async def breakers(self) -> list[BreakerState]:
-        rows = await self._read(lambda c: c.execute(Q["breakers"]).fetchall())
+    async def breakers(self, live_since: float) -> list[BreakerState]:
+        rows = await self._read(lambda c: c.execute(Q["breakers"], (live_since,)).fetchall())
         return [BreakerState(*r) for r in rows]
+
+    async def end_process(self, process: str) -> None:
+        def end(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["process_breakers_delete"], (process,))
+            conn.execute(Q["process_heartbeat_delete"], (process,))
+
+        await self._write(end)
+
+    async def prune_processes(self, seen_before: float) -> int:
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute(Q["heartbeats_prune"], (seen_before,))
+            return conn.execute(Q["breakers_prune"], (seen_before,)).rowcount
+
+        return await self._write(prune)
 
     async def mailbox(
         self, tenant_id: str, limit: int, channel: Channel | None = None
@@ -412,6 +477,13 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
         }
         rows = await self._read(lambda c: c.execute(Q["mailbox"], params).fetchall())
         return [MailboxMessage(r[0], r[1], r[2], Channel(r[3]), *r[4:]) for r in rows]
+
+    async def _activity(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
+        def read(conn: sqlite3.Connection) -> list[list[Sequence[Any]]]:
+            return [conn.execute(LATELY[name], [_bound(a) for a in args]).fetchall()
+                    for name, args in reads]  # fmt: skip
+
+        return await self._read(read)
 
     # -- the worker's side --------------------------------------------------
 
@@ -441,7 +513,7 @@ class SQLiteStore(CatalogRules, EventRules, ReceiptRules, Store):
         now = time.time()
         return await self._write(lambda c: jobs.release(c, claims, now), wakes=True)
 
-    async def sweep(self, max_attempts: int) -> int:
+    async def sweep(self, max_attempts: int) -> Swept:
         now = time.time()
         return await self._write(lambda c: jobs.sweep(c, max_attempts, now), wakes=True)
 
@@ -484,6 +556,11 @@ def _dlq_matching(
         rows = conn.execute(Q["dlq_matching"], {**params, "limit": 1, "offset": 0}).fetchall()
         return [], rows[0][1] if rows else 0
     return [r[0] for r in rows], rows[0][1] if rows else 0
+
+
+def _bound(value: Any) -> Any:
+    """A query argument as SQLite takes it: a list as a JSON array (read with json_each)."""
+    return orjson.dumps(value).decode() if isinstance(value, list) else value
 
 
 def _old(created_before: float, statuses: Sequence[Status]) -> dict[str, Any]:

@@ -112,6 +112,10 @@ GROUP BY n.status;
 -- name: event_by_verify_hash
 SELECT id, verified_at, created_at FROM events WHERE tenant_id = ?1 AND verify_hash = ?2;
 
+-- name: event_tenant_by_verify_hash
+-- A token's hash is unique across tenants (index events_verify): the link names its tenant.
+SELECT tenant_id FROM events WHERE verify_hash = ?1;
+
 -- name: event_verified
 UPDATE events SET verified_at = ?1 WHERE id = ?2 AND verified_at IS NULL;
 

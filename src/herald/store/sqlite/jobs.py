@@ -38,7 +38,7 @@ from ...models import (
     new_ids,
 )
 from .. import records, sql
-from ..base import Created
+from ..base import Created, Swept
 from ..rows import notification_from_row, status_callback
 
 log = structlog.get_logger("herald.store.sqlite")
@@ -49,7 +49,7 @@ Q = sql.queries("sqlite")
 #: while the event loop thread runs: with a busy thread beside it, 1,000 rows one
 #: by one took 4.1 times as long as with it idle; 50 at a time, 2.7 times.
 INSERT_CHUNK = 50
-_NOTIFICATION_WIDTH = 20  # values per row of insert_notification
+_NOTIFICATION_WIDTH = 21  # values per row of insert_notification
 _AUDIT_WIDTH = 8  # values per row of insert_audit
 _CHANNELS = {c: (c.value, c.queue) for c in Channel}  # dict lookups beat enum properties
 
@@ -86,7 +86,7 @@ def _row(
         note_id, item.tenant_id, channel, item.recipient, item.subject, item.body, item.html,
         orjson.dumps(item.metadata).decode(), int(item.priority), status.value, queue, due_at,
         item.idempotency_key, item.scheduled_at, now, now, item.callback_url, item.category,
-        item.ignore_suppression, item.max_retries,
+        item.ignore_suppression, item.max_retries, item.request_id,
     )  # fmt: skip
 
 
@@ -308,18 +308,20 @@ def release(conn: sqlite3.Connection, claims: Sequence[Claim], now: float) -> in
     return len(audit) // _AUDIT_WIDTH
 
 
-def sweep(conn: sqlite3.Connection, max_attempts: int, now: float) -> int:
+def sweep(conn: sqlite3.Connection, max_attempts: int, now: float) -> Swept:
     """Return expired leases to the queue (or bury them); each stall ends its attempt's row."""
     expired = conn.execute(Q["expired"], (now,)).fetchall()
     audit: list[Any] = []
-    for notification_id, tenant_id, attempts, claimed_at in expired:
+    buried = []
+    for notification_id, tenant_id, attempts, claimed_at, channel in expired:
         status, text, error = records.stalled(attempts, max_attempts)
         if error is not None:
             conn.execute(Q["bury_stalled"], (error, now, now, notification_id, now))
+            buried.append(_CHANNEL_OF[channel])
         else:
             conn.execute(Q["requeue_stalled"], (now, now, notification_id, now))
         audit += (notification_id, tenant_id, status, text, now, None, claimed_at, attempts)
     _insert(conn, "insert_audit", audit, _AUDIT_WIDTH)
     if expired:
         log.warning("stalled", count=len(expired))
-    return len(expired)
+    return Swept(len(expired), tuple(buried))

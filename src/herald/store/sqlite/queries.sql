@@ -11,8 +11,8 @@ INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?);
 INSERT INTO notifications (
     id, tenant_id, channel, recipient, subject, body, html, metadata, priority, status,
     queue, due_at, idempotency_key, scheduled_at, created_at, updated_at, callback_url,
-    category, ignore_suppression, max_retries, creation_derived
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
+    category, ignore_suppression, max_retries, request_id, creation_derived
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
 
 -- name: insert_audit
 -- started_at and attempt: set on a row that ends an attempt, NULL on an operator's.
@@ -149,7 +149,7 @@ WHERE id = ? AND claim_token = ?
 RETURNING claimed_at;
 
 -- name: expired
-SELECT id, tenant_id, attempts, claimed_at FROM notifications
+SELECT id, tenant_id, attempts, claimed_at, channel FROM notifications
 WHERE status = 'PROCESSING' AND lease_until < ?;
 
 -- name: requeue_stalled
@@ -249,6 +249,18 @@ WHERE id < :bound AND status IN (SELECT value FROM json_each(:statuses))
   AND (:tenant IS NULL OR tenant_id = :tenant) AND (:queue IS NULL OR queue = :queue)
 ORDER BY id LIMIT :limit;
 
+-- name: count_old
+-- How many rows old_final would pick, without a limit.
+SELECT count(*) FROM notifications
+WHERE id < :bound AND status IN (SELECT value FROM json_each(:statuses))
+  AND (:tenant IS NULL OR tenant_id = :tenant) AND (:queue IS NULL OR queue = :queue);
+
+-- name: ids_starting
+-- The tenant's ids from :low up to :high (excluded): those beginning with a prefix.
+SELECT id FROM notifications
+WHERE id >= :low AND id < :high AND tenant_id = :tenant
+ORDER BY id LIMIT :limit;
+
 -- name: beyond_newest
 -- Each tenant's rows in :statuses but its :keep newest.
 SELECT id FROM (
@@ -303,13 +315,28 @@ INSERT INTO rate_buckets (provider, tokens, updated_at, paused_until) VALUES (?,
 ON CONFLICT (provider) DO UPDATE SET paused_until = max(paused_until, excluded.paused_until);
 
 -- name: breaker_save
-INSERT INTO provider_state (instance, provider, state, failures, changed_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (instance, provider) DO UPDATE
+INSERT INTO breakers (instance, provider, state, failures, changed_at, process)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (process, provider) DO UPDATE
 SET state = excluded.state, failures = excluded.failures, changed_at = excluded.changed_at;
 
 -- name: breakers
-SELECT instance, provider, state, failures, changed_at FROM provider_state
-ORDER BY provider, instance;
+SELECT b.instance, b.provider, b.state, b.failures, b.changed_at, b.process
+FROM breakers b JOIN heartbeats h ON h.instance = b.process
+WHERE h.at >= ?
+ORDER BY b.provider, b.instance, b.process;
+
+-- name: process_breakers_delete
+DELETE FROM breakers WHERE process = ?;
+
+-- name: process_heartbeat_delete
+DELETE FROM heartbeats WHERE instance = ?;
+
+-- name: heartbeats_prune
+DELETE FROM heartbeats WHERE at < ?;
+
+-- name: breakers_prune
+DELETE FROM breakers WHERE process NOT IN (SELECT instance FROM heartbeats WHERE at >= ?);
 
 -- name: backlog
 SELECT count(*) FROM notifications
@@ -323,3 +350,20 @@ WHERE tenant_id = :tenant AND id = :id AND status IN ('SENT', 'DELIVERED', 'BOUN
 -- name: heartbeat
 INSERT INTO heartbeats (instance, at) VALUES (?, ?)
 ON CONFLICT (instance) DO UPDATE SET at = excluded.at;
+
+-- name: gauges
+-- Every tenant's rows by status, lane and priority: how many, how many of them are due,
+-- and the earliest due time, which is a due row's whenever one is (rows.gauges_from).
+-- One pass over the table per scrape, as the tenant's statistics take.
+SELECT status, queue, priority, count(*), sum(due_at <= :now), min(due_at)
+FROM notifications GROUP BY status, queue, priority;
+
+-- name: workers_alive
+SELECT count(*) FROM workers WHERE seen_at >= ?;
+
+-- name: worker_seen
+INSERT INTO workers (name, seen_at) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at;
+
+-- name: workers_forget
+DELETE FROM workers WHERE seen_at < ?;
